@@ -1,0 +1,199 @@
+//! Lab benchmark of the controller at scale (issue #4, benchmarks b and c):
+//! 5,000 Services created at once, time until all have an IP, next to the
+//! time the same client needs to create them and write 5,000 status updates
+//! itself (the API's own ceiling, measured in the same run); and the
+//! controller's peak RSS. Prints its figures; run as root after
+//! `cargo build --release --workspace --bins`:
+//!
+//! ```sh
+//! cargo bench -p ferrolb-e2e --bench controller_scale
+//! ```
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
+
+use ferrolb_e2e::cluster::{Cluster, ingress_ips, lb_service, spawn_controller};
+use ferrolb_e2e::lab::{Lab, LabConfig};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Service;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use serde_json::json;
+
+const SERVICES: usize = 5_000;
+const IN_FLIGHT: usize = 64;
+const TRIALS: usize = 3;
+/// RFC 2544's benchmarking range: never routed, and no traffic is sent to it here.
+const POOL: &str =
+    "address-pools:\n- name: bench\n  protocol: layer2\n  addresses:\n  - 198.18.0.0/18\n";
+
+fn main() {
+    let mut ceilings = Vec::new();
+    let mut controller_times = Vec::new();
+    let mut rss = Vec::new();
+    for trial in 1..=TRIALS {
+        let (ceiling, took, peak) = trial_once();
+        println!(
+            "trial {trial}: client create+status {:.2} s, controller create->all IPs {:.2} s ({:.2}x), controller peak RSS {:.1} MB",
+            ceiling.as_secs_f64(),
+            took.as_secs_f64(),
+            took.as_secs_f64() / ceiling.as_secs_f64(),
+            peak as f64 / 1e6
+        );
+        ceilings.push(ceiling.as_secs_f64());
+        controller_times.push(took.as_secs_f64());
+        rss.push(peak as f64 / 1e6);
+    }
+    let ratios: Vec<f64> = controller_times
+        .iter()
+        .zip(&ceilings)
+        .map(|(c, l)| c / l)
+        .collect();
+    report(
+        "API ceiling (client creates + writes 5,000 statuses), s",
+        &ceilings,
+    );
+    report(
+        "controller (create 5,000 -> all have IPs), s",
+        &controller_times,
+    );
+    report("ratio controller / ceiling", &ratios);
+    report("controller peak RSS, MB", &rss);
+}
+
+fn report(what: &str, values: &[f64]) {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let median = v[v.len() / 2];
+    println!(
+        "{what}: median {median:.3}, min {:.3}, max {:.3} (n={})",
+        v[0],
+        v[v.len() - 1],
+        v.len()
+    );
+}
+
+/// One trial in a fresh lab: (ceiling, controller time, controller peak RSS bytes).
+fn trial_once() -> (Duration, Duration, u64) {
+    let mut lab = Lab::up(&LabConfig {
+        nodes: 1,
+        routers: false,
+        ..LabConfig::default()
+    })
+    .expect("lab up (needs root)");
+    let cluster = Cluster::new(lab.control_plane().expect("control plane"));
+
+    // The ceiling: the client creates the Services and writes their status itself.
+    let ceiling = cluster
+        .control_plane()
+        .run(|client| async move {
+            let api: Api<Service> = Api::namespaced(client, "default");
+            let started = Instant::now();
+            create_all(&api, "ceiling").await;
+            futures::stream::iter(0..SERVICES)
+                .map(|i| {
+                    let api = api.clone();
+                    async move {
+                        let ip = IpAddr::V4(Ipv4Addr::from(
+                            u32::from(Ipv4Addr::new(198, 19, 0, 0)) + i as u32,
+                        ));
+                        let patch =
+                            json!({"status":{"loadBalancer":{"ingress":[{"ip": ip.to_string()}]}}});
+                        api.patch_status(
+                            &format!("ceiling-{i}"),
+                            &PatchParams::default(),
+                            &Patch::Merge(patch),
+                        )
+                        .await
+                        .expect("status patch");
+                    }
+                })
+                .buffer_unordered(IN_FLIGHT)
+                .collect::<Vec<()>>()
+                .await;
+            let took = started.elapsed();
+            futures::stream::iter(0..SERVICES)
+                .map(|i| {
+                    let api = api.clone();
+                    async move {
+                        api.delete(&format!("ceiling-{i}"), &DeleteParams::default())
+                            .await
+                            .expect("delete");
+                    }
+                })
+                .buffer_unordered(IN_FLIGHT)
+                .collect::<Vec<()>>()
+                .await;
+            took
+        })
+        .expect("ceiling run");
+
+    cluster.apply_config(POOL).expect("config");
+    let index = spawn_controller(&mut lab, &[]).expect("controller");
+    let pid = lab
+        .process(index)
+        .and_then(|p| p.pid())
+        .expect("controller pid");
+    // Let it sync (an empty cluster) before the burst.
+    std::thread::sleep(Duration::from_millis(500));
+
+    let took = cluster
+        .control_plane()
+        .run(|client| async move {
+            let api: Api<Service> = Api::namespaced(client, "default");
+            let started = Instant::now();
+            create_all(&api, "svc").await;
+            loop {
+                let list = api.list(&ListParams::default()).await.expect("list");
+                let done = list
+                    .items
+                    .iter()
+                    .filter(|s| !ingress_ips(s).is_empty())
+                    .count();
+                if done == SERVICES {
+                    return started.elapsed();
+                }
+                assert!(
+                    started.elapsed() < Duration::from_secs(300),
+                    "only {done} of {SERVICES} got IPs"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .expect("controller run");
+    let peak = peak_rss(pid);
+    drop(lab);
+    (ceiling, took, peak)
+}
+
+async fn create_all(api: &Api<Service>, prefix: &str) {
+    futures::stream::iter(0..SERVICES)
+        .map(|i| {
+            let api = api.clone();
+            let mut svc = lb_service(&format!("{prefix}-{i}"), &[80], &[]);
+            // 5,000 LoadBalancer Services would exhaust the node-port range.
+            if let Some(spec) = svc.spec.as_mut() {
+                spec.allocate_load_balancer_node_ports = Some(false);
+            }
+            async move {
+                api.create(&PostParams::default(), &svc)
+                    .await
+                    .expect("create");
+            }
+        })
+        .buffer_unordered(IN_FLIGHT)
+        .collect::<Vec<()>>()
+        .await;
+}
+
+/// VmHWM (peak resident set) of a process, in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+        .expect("VmHWM")
+}

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The whole ferrolb test suite, as the README's quick start gives it.
+# Runs on a fresh Debian 12 machine as root: installs the Debian packages the
+# lab needs (routers, probes), then checks formatting and lints, and runs every
+# unit, CLI and lab test. Exits non-zero on the first failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(iproute2 bird2 frr gobgpd arping ndisc6 iputils-ping procps)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+# The router daemons are only ever started by the lab, inside its namespaces.
+for svc in bird frr gobgpd; do
+  systemctl disable --now "$svc" >/dev/null 2>&1 || true
+done
+
+rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy
+
+echo "== format and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "== build (the lab runs the daemons' binaries)"
+cargo build --workspace --bins --locked
+
+echo "== tests"
+cargo test --workspace --locked

@@ -1,0 +1,604 @@
+//! The speaker's one loop: watchers, membership and the interface tracker
+//! send notes of what changed; the loop takes a snapshot of what it knows,
+//! lets the pure [`election`](crate::election) decide what this node must
+//! announce, and hands the difference to the announcer.
+//!
+//! Membership starts once the memberlist Secret and this node's host IP
+//! are known (both come from the API); until then the node is no member
+//! and announces nothing. On shutdown the speaker goes silent first, then
+//! leaves the cluster so that the others take over at once.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ferrolb_config::crd;
+use ferrolb_config::model::Config;
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::Resource;
+use kube::api::Api;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+use tokio::sync::watch as channel;
+use tokio::task::JoinHandle;
+
+use crate::announce::{Announcer, Desired, Protocol, ServiceKey};
+use crate::election::{self, Snapshot};
+use crate::k8s::events::EventSink;
+use crate::k8s::snapshot::{self, Seed};
+use crate::k8s::watch::{self, Change, Source};
+use crate::layer2::interfaces;
+use crate::layer2::responder::Layer2Responder;
+use crate::membership::{
+    GossipMembership, LiveMembers, Membership, MembershipConfig, MembershipError, Timing,
+};
+use crate::metrics::{self, SpeakerMetrics};
+
+/// What the daemon is told on its command line.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// This node's name (the Node object's, and the member name).
+    pub node_name: String,
+    /// Namespace of the config, the CRDs, the speaker Pods and the memberlist Secret.
+    pub namespace: String,
+    /// Name of the ConfigMap holding the legacy config (key `config`).
+    pub config_name: String,
+    /// The load-balancer class handled (`None` = Services without one).
+    pub lb_class: Option<String>,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served.
+    pub metrics_addr: SocketAddr,
+    /// The memberlist port (UDP and TCP), the same on every node.
+    pub memberlist_port: u16,
+    /// The address to gossip from; `None`: this node's speaker Pod's `status.hostIP`.
+    pub host_ip: Option<IpAddr>,
+    /// Label selector of the speaker Pods (the memberlist seeds).
+    pub speaker_selector: String,
+    /// Name of the Secret holding the memberlist key (key `secretkey`).
+    pub secret_name: String,
+    /// Failure-detection timings.
+    pub timing: Timing,
+    /// How often members missing from the live set are joined again.
+    pub rejoin_interval: Duration,
+}
+
+/// Why the daemon stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The metrics endpoint could not serve.
+    #[error("metrics endpoint on {addr}: {source}")]
+    Metrics {
+        /// The address.
+        addr: SocketAddr,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The network interfaces cannot be tracked.
+    #[error(transparent)]
+    Interfaces(#[from] interfaces::InterfacesError),
+}
+
+/// Every CRD kind, by plural: the first full pass waits for all of them.
+const CRD_SOURCES: [&str; 6] = [
+    "ipaddresspools",
+    "l2advertisements",
+    "bgpadvertisements",
+    "bgppeers",
+    "communities",
+    "bfdprofiles",
+];
+
+/// The reflector stores the loop reads from.
+struct Stores {
+    services: Store<Service>,
+    slices: Store<EndpointSlice>,
+    nodes: Store<Node>,
+    pods: Store<Pod>,
+    secrets: Store<Secret>,
+    configmaps: Store<ConfigMap>,
+    pools: Store<crd::IpAddressPool>,
+    l2: Store<crd::L2Advertisement>,
+    bgp: Store<crd::BgpAdvertisement>,
+    peers: Store<crd::BgpPeer>,
+    communities: Store<crd::Community>,
+    bfd: Store<crd::BfdProfile>,
+}
+
+/// Nodes carry image lists and conditions the speaker never reads.
+fn trim_node(node: &mut Node) {
+    watch::trim_metadata(node);
+    node.status = None;
+    node.spec = None;
+}
+
+/// Of a speaker Pod only its node, IPs and deletion state matter.
+fn trim_pod(pod: &mut Pod) {
+    watch::trim_metadata(pod);
+    if let Some(spec) = pod.spec.as_mut() {
+        spec.containers.clear();
+        spec.init_containers = None;
+        spec.volumes = None;
+    }
+    if let Some(status) = pod.status.as_mut() {
+        status.container_statuses = None;
+        status.init_container_statuses = None;
+        status.conditions = None;
+    }
+}
+
+fn crd_watch<K>(
+    client: &kube::Client,
+    ns: &str,
+    plural: &'static str,
+    tx: &UnboundedSender<Change>,
+) -> Store<K>
+where
+    K: Resource<Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    watch::spawn(
+        Api::namespaced(client.clone(), ns),
+        watcher::Config::default(),
+        Source::Crd(plural),
+        tx.clone(),
+        watch::keep,
+    )
+}
+
+fn start_watchers(client: &kube::Client, opts: &Options, tx: &UnboundedSender<Change>) -> Stores {
+    let ns = opts.namespace.as_str();
+    let by_name = |name: &str| watcher::Config::default().fields(&format!("metadata.name={name}"));
+    Stores {
+        services: watch::spawn(
+            Api::all(client.clone()),
+            watcher::Config::default(),
+            Source::Services,
+            tx.clone(),
+            watch::trim_metadata,
+        ),
+        slices: watch::spawn(
+            Api::all(client.clone()),
+            watcher::Config::default(),
+            Source::EndpointSlices,
+            tx.clone(),
+            watch::trim_metadata,
+        ),
+        nodes: watch::spawn(
+            Api::all(client.clone()),
+            watcher::Config::default(),
+            Source::Nodes,
+            tx.clone(),
+            trim_node,
+        ),
+        pods: watch::spawn(
+            Api::namespaced(client.clone(), ns),
+            watcher::Config::default().labels(&opts.speaker_selector),
+            Source::SpeakerPods,
+            tx.clone(),
+            trim_pod,
+        ),
+        secrets: watch::spawn(
+            Api::namespaced(client.clone(), ns),
+            by_name(&opts.secret_name),
+            Source::Secret,
+            tx.clone(),
+            watch::keep,
+        ),
+        configmaps: watch::spawn(
+            Api::namespaced(client.clone(), ns),
+            by_name(&opts.config_name),
+            Source::ConfigMap,
+            tx.clone(),
+            watch::keep,
+        ),
+        pools: crd_watch(client, ns, CRD_SOURCES[0], tx),
+        l2: crd_watch(client, ns, CRD_SOURCES[1], tx),
+        bgp: crd_watch(client, ns, CRD_SOURCES[2], tx),
+        peers: crd_watch(client, ns, CRD_SOURCES[3], tx),
+        communities: crd_watch(client, ns, CRD_SOURCES[4], tx),
+        bfd: crd_watch(client, ns, CRD_SOURCES[5], tx),
+    }
+}
+
+fn cloned<K>(store: &Store<K>) -> Vec<K>
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    store.state().iter().map(|o| (**o).clone()).collect()
+}
+
+impl Stores {
+    /// The configuration from the ConfigMap and the custom resources.
+    fn load_config(&self, opts: &Options) -> Result<Config, ferrolb_config::ConfigErrors> {
+        let key = ObjectRef::new(&opts.config_name).within(&opts.namespace);
+        let cm = self.configmaps.get(&key);
+        let text = cm
+            .as_ref()
+            .and_then(|cm| cm.data.as_ref())
+            .and_then(|d| d.get("config"))
+            .map(String::as_str);
+        let resources = crd::Resources {
+            ip_address_pools: cloned(&self.pools),
+            l2_advertisements: cloned(&self.l2),
+            bgp_advertisements: cloned(&self.bgp),
+            bgp_peers: cloned(&self.peers),
+            communities: cloned(&self.communities),
+            bfd_profiles: cloned(&self.bfd),
+        };
+        ferrolb_config::load(text, &resources)
+    }
+
+    fn secret_key(&self, opts: &Options) -> Option<Vec<u8>> {
+        let key = ObjectRef::new(&opts.secret_name).within(&opts.namespace);
+        self.secrets
+            .get(&key)
+            .and_then(|s| snapshot::secret_key(&s))
+            .filter(|k| !k.is_empty())
+    }
+
+    fn pods(&self) -> Vec<Arc<Pod>> {
+        self.pods.state()
+    }
+}
+
+/// Runs the speaker until `shutdown` completes, then hands over and leaves.
+pub async fn run(
+    client: kube::Client,
+    opts: Options,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), DaemonError> {
+    let metrics = Arc::new(SpeakerMetrics::new());
+    let addr = opts.metrics_addr;
+    let mut server = tokio::spawn(metrics::serve(addr, metrics.clone()));
+    let mut links = interfaces::track().await?;
+
+    let (tx, rx) = unbounded_channel();
+    let stores = start_watchers(&client, &opts, &tx);
+    let events = EventSink::spawn(client, "ferrolb-speaker", &opts.node_name);
+    let mut speaker = Speaker {
+        responder: Layer2Responder::new(metrics.layer2.clone()),
+        opts,
+        stores,
+        metrics,
+        events,
+        membership: None,
+        members: None,
+        joining: None,
+        joined: Vec::new(),
+        config: None,
+        current: Desired::default(),
+        waiting: [
+            Source::Services,
+            Source::EndpointSlices,
+            Source::Nodes,
+            Source::SpeakerPods,
+            Source::Secret,
+            Source::ConfigMap,
+        ]
+        .into_iter()
+        .chain(CRD_SOURCES.into_iter().map(Source::Crd))
+        .collect(),
+        links: Vec::new(),
+    };
+    speaker.links = links.borrow_and_update().clone();
+
+    let outcome = tokio::select! {
+        () = speaker.run(rx, &mut links) => Ok(()),
+        () = shutdown => {
+            tracing::info!("shutting down: handing over");
+            Ok(())
+        }
+        r = &mut server => match r {
+            Ok(Err(source)) => Err(DaemonError::Metrics { addr, source }),
+            _ => Ok(()),
+        },
+    };
+    speaker.hand_over().await;
+    server.abort();
+    outcome
+}
+
+/// The main loop's state.
+struct Speaker {
+    opts: Options,
+    stores: Stores,
+    metrics: Arc<SpeakerMetrics>,
+    events: EventSink,
+    responder: Layer2Responder,
+    membership: Option<Arc<GossipMembership>>,
+    members: Option<channel::Receiver<LiveMembers>>,
+    /// The join in flight, if any (at most one at a time).
+    joining: Option<JoinHandle<()>>,
+    /// The seeds of the last join.
+    joined: Vec<Seed>,
+    /// The configuration in force.
+    config: Option<Arc<Config>>,
+    /// What this node announces now.
+    current: Desired,
+    /// Sources not listed completely yet.
+    waiting: BTreeSet<Source>,
+    /// The eligible interfaces, as last reported by the tracker.
+    links: Vec<pnet_datalink::NetworkInterface>,
+}
+
+/// Waits for the next change of the live set; never, without membership.
+async fn members_changed(members: &mut Option<channel::Receiver<LiveMembers>>) {
+    match members {
+        Some(rx) => {
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending::<()>().await,
+    }
+}
+
+impl Speaker {
+    async fn run(
+        &mut self,
+        mut rx: UnboundedReceiver<Change>,
+        links: &mut channel::Receiver<Vec<pnet_datalink::NetworkInterface>>,
+    ) {
+        let mut rejoin = tokio::time::interval(self.opts.rejoin_interval);
+        rejoin.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut config_dirty = true;
+        loop {
+            let mut periodic = false;
+            tokio::select! {
+                change = rx.recv() => {
+                    let Some(first) = change else { return };
+                    let mut batch = vec![first];
+                    while let Ok(c) = rx.try_recv() {
+                        batch.push(c);
+                    }
+                    for change in batch {
+                        if let Change::Synced(s) | Change::Absent(s) = change {
+                            self.waiting.remove(&s);
+                        }
+                        if matches!(change.source(), Source::ConfigMap | Source::Crd(_)) {
+                            config_dirty = true;
+                        }
+                    }
+                }
+                () = members_changed(&mut self.members) => {}
+                changed = links.changed() => {
+                    if changed.is_err() {
+                        tracing::error!("the interface tracker stopped");
+                        return;
+                    }
+                    self.links = links.borrow_and_update().clone();
+                    self.refresh_interfaces();
+                    continue;
+                }
+                _ = rejoin.tick() => periodic = true,
+            }
+            if !self.waiting.is_empty() {
+                continue;
+            }
+            if self.membership.is_none() {
+                self.start_membership().await;
+            }
+            self.join(periodic);
+            if config_dirty {
+                self.reload_config();
+                config_dirty = false;
+            }
+            self.announce();
+        }
+    }
+
+    /// Opens the responder on the eligible interfaces some L2Advertisement may use.
+    fn refresh_interfaces(&mut self) {
+        let scope = self.config.as_deref().and_then(interfaces::scope);
+        let wanted = interfaces::in_scope(&self.links, scope.as_ref());
+        if let Err(e) = self.responder.set_interfaces(&wanted) {
+            tracing::warn!(error = %e, "layer2: cannot answer on every interface");
+        }
+    }
+
+    /// Starts gossiping once the key and the host IP are known.
+    async fn start_membership(&mut self) {
+        let Some(secret) = self.stores.secret_key(&self.opts) else {
+            tracing::error!(
+                namespace = %self.opts.namespace,
+                secret = %self.opts.secret_name,
+                "the memberlist secret (key secretkey) is missing; not joining, nothing announced; retrying"
+            );
+            return;
+        };
+        let pods = self.stores.pods();
+        let host_ip = self.opts.host_ip.or_else(|| {
+            snapshot::own_host_ip(pods.iter().map(|p| p.as_ref()), &self.opts.node_name)
+        });
+        let Some(host_ip) = host_ip else {
+            tracing::error!(
+                node = %self.opts.node_name,
+                "no host IP: set --host-ip (METALLB_HOST) or run as a Pod matching the speaker selector; retrying"
+            );
+            return;
+        };
+        let config = MembershipConfig {
+            node_name: self.opts.node_name.clone(),
+            bind: SocketAddr::new(host_ip, self.opts.memberlist_port),
+            advertise: None,
+            secret,
+            timing: self.opts.timing,
+        };
+        match GossipMembership::start(config).await {
+            Ok(m) => {
+                self.members = Some(m.subscribe());
+                self.membership = Some(Arc::new(m));
+                self.metrics.set_ready(true);
+            }
+            Err(e) => tracing::error!(error = %e, "cannot start memberlist; retrying"),
+        }
+    }
+
+    /// Joins the other speakers when their set changed, and, on the
+    /// periodic tick, those missing from the live set (a healed partition).
+    fn join(&mut self, periodic: bool) {
+        let Some(membership) = self.membership.clone() else {
+            return;
+        };
+        if self.joining.as_ref().is_some_and(|j| !j.is_finished()) {
+            return;
+        }
+        let pods = self.stores.pods();
+        let seeds = snapshot::seeds(
+            pods.iter().map(|p| p.as_ref()),
+            &self.opts.node_name,
+            self.opts.memberlist_port,
+        );
+        let targets: Vec<SocketAddr> = if seeds != self.joined {
+            seeds.iter().map(|s| s.addr).collect()
+        } else if periodic {
+            let live = self.live();
+            seeds
+                .iter()
+                .filter(|s| !live.contains(&s.node))
+                .map(|s| s.addr)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        self.joined = seeds;
+        if targets.is_empty() {
+            return;
+        }
+        self.joining = Some(tokio::spawn(async move {
+            match membership.join(&targets).await {
+                Ok(n) => tracing::info!(joined = n, tried = targets.len(), "joined speakers"),
+                Err(MembershipError::Join { tried, message }) => {
+                    tracing::debug!(tried, error = %message, "no speaker answered the join")
+                }
+                Err(e) => tracing::warn!(error = %e, "memberlist join failed"),
+            }
+        }));
+    }
+
+    fn live(&self) -> LiveMembers {
+        self.members
+            .as_ref()
+            .map(|m| m.borrow().clone())
+            .unwrap_or_default()
+    }
+
+    /// Offers the cluster's config; an invalid one leaves the previous in force.
+    fn reload_config(&mut self) {
+        match self.stores.load_config(&self.opts) {
+            Ok(config) => {
+                if self.config.as_deref() != Some(&config) {
+                    tracing::info!(
+                        pools = config.pools.len(),
+                        l2_advertisements = config.l2_advertisements.len(),
+                        "config loaded"
+                    );
+                    self.config = Some(Arc::new(config));
+                    self.refresh_interfaces();
+                }
+                self.metrics.config_loaded.set(1);
+                self.metrics.config_stale.set(0);
+            }
+            Err(errors) => {
+                for e in errors.iter() {
+                    tracing::error!(error = %e, "invalid config refused; the previous one stays in force");
+                }
+                self.metrics
+                    .config_stale
+                    .set(i64::from(self.config.is_some()));
+            }
+        }
+    }
+
+    /// The snapshot of everything known now.
+    fn snapshot(&self, config: Arc<Config>) -> Snapshot {
+        let slices = self.stores.slices.state();
+        let index = snapshot::endpoint_index(slices.iter().map(|s| s.as_ref()));
+        let lb_class = self.opts.lb_class.as_deref();
+        let services = self
+            .stores
+            .services
+            .state()
+            .iter()
+            .filter_map(|s| snapshot::service_view(s, lb_class, &index))
+            .collect();
+        let nodes = self.stores.nodes.state();
+        Snapshot {
+            config,
+            members: self.live(),
+            nodes: snapshot::node_labels(nodes.iter().map(|n| n.as_ref())),
+            services,
+        }
+    }
+
+    /// Computes what this node must announce and applies the difference.
+    fn announce(&mut self) {
+        let desired = match &self.config {
+            Some(config) => {
+                let snap = self.snapshot(config.clone());
+                self.metrics.members.set(snap.members.len() as i64);
+                election::desired_for_node(&self.opts.node_name, &snap)
+            }
+            None => Desired::default(),
+        };
+        if desired == self.current {
+            return;
+        }
+        self.apply(desired);
+    }
+
+    fn apply(&mut self, desired: Desired) {
+        let started = Instant::now();
+        if let Err(e) = self.responder.set(&desired) {
+            tracing::warn!(error = %e, "layer2 announcer");
+        }
+        // One Event per Service and takeover, even for two families or a shared address.
+        let takeovers: BTreeSet<ServiceKey> = desired
+            .newly_announced(&self.current)
+            .into_iter()
+            .map(|(service, _)| service)
+            .collect();
+        for service in takeovers {
+            let key = ObjectRef::new(&service.name).within(&service.namespace);
+            if let Some(svc) = self.stores.services.get(&key) {
+                self.events.node_assigned(
+                    svc.object_ref(&()),
+                    &self.opts.node_name,
+                    Protocol::Layer2,
+                );
+            }
+        }
+        self.metrics
+            .announced
+            .update_layer2(&self.opts.node_name, &self.current, &desired);
+        tracing::debug!(addresses = desired.layer2.len(), elapsed = ?started.elapsed(), "announcements applied");
+        self.current = desired;
+    }
+
+    /// Goes silent, then leaves the cluster so that the others take over
+    /// within one gossip round instead of a failure-detection timeout.
+    async fn hand_over(&mut self) {
+        let started = Instant::now();
+        self.metrics.set_ready(false);
+        self.apply(Desired::default());
+        if let Some(m) = self.membership.take() {
+            if let Err(e) = m.leave().await {
+                tracing::warn!(error = %e, "memberlist leave");
+            }
+            if let Err(e) = m.shutdown().await {
+                tracing::warn!(error = %e, "memberlist shutdown");
+            }
+        }
+        tracing::info!(elapsed = ?started.elapsed(), "left the speaker cluster");
+    }
+}

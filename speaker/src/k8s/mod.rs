@@ -1,0 +1,6 @@
+//! The speaker's Kubernetes edge: watchers feeding the main loop, the pure
+//! translation of objects into election inputs, and the Events it records.
+
+pub mod events;
+pub mod snapshot;
+pub mod watch;

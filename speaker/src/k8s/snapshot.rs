@@ -1,0 +1,385 @@
+//! From Kubernetes objects to the election's inputs, pure: which Services
+//! count and with which addresses and endpoints, the Nodes' labels, the
+//! memberlist seeds, the memberlist key.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+
+use k8s_openapi::api::core::v1::{Node, Pod, Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+
+use crate::announce::ServiceKey;
+use crate::election::{Endpoint, ServiceView, TrafficPolicy};
+
+/// The label linking an EndpointSlice to its Service.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// The key of the memberlist Secret holding the gossip key.
+pub const SECRET_KEY: &str = "secretkey";
+
+/// The endpoints of every Service, by Service.
+pub type EndpointIndex = HashMap<ServiceKey, Vec<Endpoint>>;
+
+/// Groups the endpoints of all EndpointSlices by the Service they belong to.
+pub fn endpoint_index<'a>(slices: impl IntoIterator<Item = &'a EndpointSlice>) -> EndpointIndex {
+    let mut index = EndpointIndex::new();
+    for slice in slices {
+        let Some(service) = slice
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(SERVICE_NAME_LABEL))
+        else {
+            continue;
+        };
+        let key = ServiceKey::new(
+            slice.metadata.namespace.clone().unwrap_or_default(),
+            service.clone(),
+        );
+        index
+            .entry(key)
+            .or_default()
+            .extend(slice.endpoints.iter().flatten().map(|e| Endpoint {
+                node_name: e.node_name.clone(),
+                ready: e.conditions.as_ref().and_then(|c| c.ready),
+            }));
+    }
+    index
+}
+
+/// Whether the speaker handles `service`: type LoadBalancer, and the
+/// load-balancer class it is configured with (`None`: only Services without one).
+pub fn is_handled(service: &Service, lb_class: Option<&str>) -> bool {
+    let Some(spec) = service.spec.as_ref() else {
+        return false;
+    };
+    spec.type_.as_deref() == Some("LoadBalancer") && spec.load_balancer_class.as_deref() == lb_class
+}
+
+/// What election needs of `service`, or `None` when it is not handled or
+/// has no address yet.
+pub fn service_view(
+    service: &Service,
+    lb_class: Option<&str>,
+    endpoints: &EndpointIndex,
+) -> Option<ServiceView> {
+    if !is_handled(service, lb_class) {
+        return None;
+    }
+    let ips: Vec<IpAddr> = service
+        .status
+        .as_ref()?
+        .load_balancer
+        .as_ref()?
+        .ingress
+        .as_ref()?
+        .iter()
+        .filter_map(|i| i.ip.as_deref()?.parse().ok())
+        .collect();
+    if ips.is_empty() {
+        return None;
+    }
+    let key = ServiceKey::new(
+        service.metadata.namespace.clone().unwrap_or_default(),
+        service.metadata.name.clone()?,
+    );
+    let traffic_policy = match service
+        .spec
+        .as_ref()
+        .and_then(|s| s.external_traffic_policy.as_deref())
+    {
+        Some("Local") => TrafficPolicy::Local,
+        _ => TrafficPolicy::Cluster,
+    };
+    Some(ServiceView {
+        endpoints: endpoints.get(&key).cloned().unwrap_or_default(),
+        key,
+        ips,
+        traffic_policy,
+    })
+}
+
+/// Every Node's labels, by name.
+pub fn node_labels<'a>(
+    nodes: impl IntoIterator<Item = &'a Node>,
+) -> BTreeMap<String, BTreeMap<String, String>> {
+    nodes
+        .into_iter()
+        .filter_map(|n| {
+            Some((
+                n.metadata.name.clone()?,
+                n.metadata.labels.clone().unwrap_or_default(),
+            ))
+        })
+        .collect()
+}
+
+/// One other speaker to gossip with.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Seed {
+    /// The node it runs on (its member name).
+    pub node: String,
+    /// Its memberlist address.
+    pub addr: SocketAddr,
+}
+
+/// The other speakers' memberlist addresses: the pod IP (the host IP, as
+/// speakers use the host network) of every speaker Pod not on `own_node`
+/// and not being deleted, at `port`.
+pub fn seeds<'a>(pods: impl IntoIterator<Item = &'a Pod>, own_node: &str, port: u16) -> Vec<Seed> {
+    let mut out: Vec<Seed> = pods
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter_map(|p| {
+            let node = p.spec.as_ref()?.node_name.clone()?;
+            let ip: IpAddr = p.status.as_ref()?.pod_ip.as_deref()?.parse().ok()?;
+            (node != own_node).then(|| Seed {
+                node,
+                addr: SocketAddr::new(ip, port),
+            })
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The host IP of this node's speaker Pod (`status.hostIP`).
+pub fn own_host_ip<'a>(pods: impl IntoIterator<Item = &'a Pod>, own_node: &str) -> Option<IpAddr> {
+    pods.into_iter()
+        .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(own_node))
+        .find_map(|p| p.status.as_ref()?.host_ip.as_deref()?.parse().ok())
+}
+
+/// The raw bytes of the Secret's `secretkey` (as Kubernetes decodes `data`);
+/// `stringData` is only a write-side field, but a test API server may keep it.
+pub fn secret_key(secret: &Secret) -> Option<Vec<u8>> {
+    if let Some(bytes) = secret.data.as_ref().and_then(|d| d.get(SECRET_KEY)) {
+        return Some(bytes.0.clone());
+    }
+    secret
+        .string_data
+        .as_ref()
+        .and_then(|d| d.get(SECRET_KEY))
+        .map(|s| s.as_bytes().to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::ByteString;
+    use k8s_openapi::api::core::v1::{
+        LoadBalancerIngress, LoadBalancerStatus, PodSpec, PodStatus, ServiceSpec, ServiceStatus,
+    };
+    use k8s_openapi::api::discovery::v1::{Endpoint as SliceEndpoint, EndpointConditions};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+
+    fn lb_service(name: &str, class: Option<&str>, policy: Option<&str>, ips: &[&str]) -> Service {
+        Service {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("default".into()),
+                ..ObjectMeta::default()
+            },
+            spec: Some(ServiceSpec {
+                type_: Some("LoadBalancer".into()),
+                load_balancer_class: class.map(String::from),
+                external_traffic_policy: policy.map(String::from),
+                ..ServiceSpec::default()
+            }),
+            status: Some(ServiceStatus {
+                load_balancer: Some(LoadBalancerStatus {
+                    ingress: Some(
+                        ips.iter()
+                            .map(|ip| LoadBalancerIngress {
+                                ip: Some(ip.to_string()),
+                                ..LoadBalancerIngress::default()
+                            })
+                            .collect(),
+                    ),
+                }),
+                ..ServiceStatus::default()
+            }),
+        }
+    }
+
+    fn slice(service: &str, endpoints: &[(Option<&str>, Option<bool>)]) -> EndpointSlice {
+        EndpointSlice {
+            metadata: ObjectMeta {
+                name: Some(format!("{service}-abc")),
+                namespace: Some("default".into()),
+                labels: Some([(SERVICE_NAME_LABEL.to_string(), service.to_string())].into()),
+                ..ObjectMeta::default()
+            },
+            address_type: "IPv4".into(),
+            endpoints: Some(
+                endpoints
+                    .iter()
+                    .map(|(node, ready)| SliceEndpoint {
+                        addresses: vec!["10.1.0.1".into()],
+                        node_name: node.map(String::from),
+                        conditions: Some(EndpointConditions {
+                            ready: *ready,
+                            ..EndpointConditions::default()
+                        }),
+                        ..SliceEndpoint::default()
+                    })
+                    .collect(),
+            ),
+            ports: None,
+        }
+    }
+
+    #[test]
+    fn services_the_speaker_handles() {
+        let mut cluster_ip = lb_service("c", None, None, &["10.0.0.1"]);
+        if let Some(spec) = cluster_ip.spec.as_mut() {
+            spec.type_ = Some("ClusterIP".into());
+        }
+        let cases: Vec<(&str, Service, Option<&str>, bool)> = vec![
+            (
+                "a_loadbalancer_without_class_is_handled_by_default",
+                lb_service("a", None, None, &["10.0.0.1"]),
+                None,
+                true,
+            ),
+            (
+                "another_class_is_not_handled",
+                lb_service("b", Some("other"), None, &["10.0.0.1"]),
+                None,
+                false,
+            ),
+            (
+                "the_configured_class_is_handled",
+                lb_service("b", Some("ferrolb"), None, &["10.0.0.1"]),
+                Some("ferrolb"),
+                true,
+            ),
+            (
+                "no_class_is_not_handled_when_a_class_is_configured",
+                lb_service("b", None, None, &["10.0.0.1"]),
+                Some("ferrolb"),
+                false,
+            ),
+            (
+                "a_cluster_ip_service_is_not_handled",
+                cluster_ip,
+                None,
+                false,
+            ),
+            (
+                "a_service_without_address_has_no_view",
+                lb_service("e", None, None, &[]),
+                None,
+                false,
+            ),
+        ];
+        for (rule, svc, class, want) in cases {
+            let view = service_view(&svc, class, &EndpointIndex::new());
+            assert_eq!(view.is_some(), want, "{rule}");
+        }
+    }
+
+    #[test]
+    fn a_view_carries_addresses_in_status_order_policy_and_endpoints() {
+        let svc = lb_service(
+            "web",
+            None,
+            Some("Local"),
+            &["fc00::5", "10.0.0.5", "not-an-ip"],
+        );
+        let index = endpoint_index(&[
+            slice("web", &[(Some("n1"), Some(true)), (Some("n2"), None)]),
+            slice("web", &[(Some("n3"), Some(false))]),
+            slice("other", &[(Some("n9"), Some(true))]),
+        ]);
+        let view = service_view(&svc, None, &index).unwrap();
+        assert_eq!(view.key, ServiceKey::new("default", "web"));
+        assert_eq!(
+            view.ips,
+            vec![
+                "fc00::5".parse::<IpAddr>().unwrap(),
+                "10.0.0.5".parse().unwrap()
+            ]
+        );
+        assert_eq!(view.traffic_policy, TrafficPolicy::Local);
+        assert_eq!(
+            view.endpoints.len(),
+            3,
+            "both slices of the Service, not the other's"
+        );
+        assert!(
+            view.has_ready_endpoint_on("n2"),
+            "ready unset counts as ready"
+        );
+        assert!(!view.has_ready_endpoint_on("n3"));
+    }
+
+    fn pod(node: &str, ip: Option<&str>, deleting: bool) -> Pod {
+        Pod {
+            metadata: ObjectMeta {
+                name: Some(format!("speaker-{node}")),
+                deletion_timestamp: deleting
+                    .then_some(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)),
+                ..ObjectMeta::default()
+            },
+            spec: Some(PodSpec {
+                node_name: Some(node.into()),
+                ..PodSpec::default()
+            }),
+            status: Some(PodStatus {
+                pod_ip: ip.map(String::from),
+                host_ip: ip.map(String::from),
+                ..PodStatus::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn seeds_are_the_other_live_speaker_pods() {
+        let pods = [
+            pod("n1", Some("192.168.4.11"), false),
+            pod("n2", Some("192.168.4.12"), false),
+            pod("n3", None, false),
+            pod("n4", Some("192.168.4.14"), true),
+        ];
+        let got = seeds(&pods, "n1", 7946);
+        assert_eq!(
+            got,
+            vec![Seed {
+                node: "n2".into(),
+                addr: "192.168.4.12:7946".parse().unwrap()
+            }],
+            "not ourselves, not without IP, not being deleted"
+        );
+        assert_eq!(
+            own_host_ip(&pods, "n1"),
+            Some("192.168.4.11".parse().unwrap())
+        );
+        assert_eq!(own_host_ip(&pods, "n9"), None);
+    }
+
+    #[test]
+    fn the_secret_key_comes_from_data_then_string_data() {
+        let mut secret = Secret::default();
+        assert_eq!(secret_key(&secret), None);
+        secret.string_data = Some([(SECRET_KEY.to_string(), "plain".to_string())].into());
+        assert_eq!(secret_key(&secret), Some(b"plain".to_vec()));
+        secret.data = Some([(SECRET_KEY.to_string(), ByteString(b"bytes".to_vec()))].into());
+        assert_eq!(secret_key(&secret), Some(b"bytes".to_vec()));
+    }
+
+    #[test]
+    fn node_labels_by_name() {
+        let node = Node {
+            metadata: ObjectMeta {
+                name: Some("n1".into()),
+                labels: Some([("zone".to_string(), "a".to_string())].into()),
+                ..ObjectMeta::default()
+            },
+            ..Node::default()
+        };
+        let labels = node_labels(&[node]);
+        assert_eq!(labels["n1"]["zone"], "a");
+    }
+}

@@ -1,0 +1,320 @@
+//! The speaker's Prometheus metrics (SPEC A8 names, compatible with
+//! existing MetalLB dashboards) and its HTTP endpoints on port 7472.
+//!
+//! prometheus-client appends `_total` to every counter name, which would
+//! rename MetalLB's `metallb_layer2_requests_received` and friends; they are
+//! therefore exported as monotonic gauges under their exact names (`rate()`
+//! works the same on them).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::announce::{Desired, Protocol, ServiceIp};
+
+/// A monotonic count exported as a gauge (see the module doc).
+pub type Count = Gauge<u64, AtomicU64>;
+
+/// Label set naming one announced address.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct IpLabels {
+    /// The address.
+    pub ip: String,
+}
+
+impl From<ServiceIp> for IpLabels {
+    fn from(ip: ServiceIp) -> Self {
+        Self { ip: ip.to_string() }
+    }
+}
+
+/// Label set of `metallb_speaker_announced`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AnnouncedLabels {
+    /// `namespace/name` of the Service.
+    pub service: String,
+    /// `layer2` or `bgp`.
+    pub protocol: String,
+    /// This node's name.
+    pub node: String,
+    /// The address.
+    pub ip: String,
+}
+
+/// Per-address counters of the layer-2 responder.
+#[derive(Debug, Clone, Default)]
+pub struct Layer2Metrics {
+    /// ARP requests and Neighbor Solicitations received for an owned address.
+    pub requests_received: Family<IpLabels, Count>,
+    /// ARP replies and Neighbor Advertisements sent in answer.
+    pub responses_sent: Family<IpLabels, Count>,
+    /// Gratuitous ARP and unsolicited Neighbor Advertisements sent.
+    pub gratuitous_sent: Family<IpLabels, Count>,
+}
+
+impl Layer2Metrics {
+    /// Registers the three families in `registry` and returns handles to them.
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self::default();
+        registry.register(
+            "metallb_layer2_requests_received",
+            "Number of layer2 requests received for owned IPs",
+            metrics.requests_received.clone(),
+        );
+        registry.register(
+            "metallb_layer2_responses_sent",
+            "Number of layer2 responses sent for owned IPs",
+            metrics.responses_sent.clone(),
+        );
+        registry.register(
+            "metallb_layer2_gratuitous_sent",
+            "Number of gratuitous layer2 packets sent for owned IPs",
+            metrics.gratuitous_sent.clone(),
+        );
+        metrics
+    }
+
+    /// One more request for `ip`.
+    pub fn request(&self, ip: ServiceIp) {
+        self.requests_received.get_or_create(&ip.into()).inc();
+    }
+
+    /// One more response for `ip`.
+    pub fn response(&self, ip: ServiceIp) {
+        self.responses_sent.get_or_create(&ip.into()).inc();
+    }
+
+    /// One more gratuitous packet for `ip`.
+    pub fn gratuitous(&self, ip: ServiceIp) {
+        self.gratuitous_sent.get_or_create(&ip.into()).inc();
+    }
+}
+
+/// `metallb_speaker_announced`: 1 per (Service, protocol, node, address)
+/// announced by this node, removed when it stops (MetalLB v0.12 left
+/// stale series behind).
+#[derive(Debug, Clone, Default)]
+pub struct AnnouncedMetric {
+    /// The family.
+    pub announced: Family<AnnouncedLabels, Gauge>,
+}
+
+impl AnnouncedMetric {
+    /// Registers the family in `registry`.
+    pub fn register(registry: &mut Registry) -> Self {
+        let metric = Self::default();
+        registry.register(
+            "metallb_speaker_announced",
+            "Services being announced from this node",
+            metric.announced.clone(),
+        );
+        metric
+    }
+
+    /// Moves the series from `previous` to `desired` for the layer-2 part.
+    pub fn update_layer2(&self, node: &str, previous: &Desired, desired: &Desired) {
+        let labels = |service: &crate::announce::ServiceKey, ip: &ServiceIp| AnnouncedLabels {
+            service: service.to_string(),
+            protocol: Protocol::Layer2.as_str().to_owned(),
+            node: node.to_owned(),
+            ip: ip.to_string(),
+        };
+        for (ip, before) in &previous.layer2 {
+            for service in &before.services {
+                let still = desired
+                    .layer2
+                    .get(ip)
+                    .is_some_and(|now| now.services.contains(service));
+                if !still {
+                    self.announced.remove(&labels(service, ip));
+                }
+            }
+        }
+        for (service, ip) in desired.newly_announced(previous) {
+            self.announced.get_or_create(&labels(&service, &ip)).set(1);
+        }
+    }
+}
+
+/// Every metric the speaker exports, the registry holding them, and the
+/// readiness flag `/readyz` reports.
+#[derive(Debug)]
+pub struct SpeakerMetrics {
+    registry: Registry,
+    /// The layer-2 responder's counters.
+    pub layer2: Layer2Metrics,
+    /// `metallb_speaker_announced`.
+    pub announced: AnnouncedMetric,
+    /// 1 once a valid config has been loaded.
+    pub config_loaded: Gauge,
+    /// 1 while the config in force is older than the cluster's (refused).
+    pub config_stale: Gauge,
+    /// Live members of the speaker cluster, as this node sees them.
+    pub members: Gauge,
+    ready: AtomicBool,
+}
+
+impl Default for SpeakerMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SpeakerMetrics {
+    /// A fresh registry with every metric registered.
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let layer2 = Layer2Metrics::register(&mut registry);
+        let announced = AnnouncedMetric::register(&mut registry);
+        let config_loaded = Gauge::default();
+        let config_stale = Gauge::default();
+        let members = Gauge::default();
+        registry.register(
+            "metallb_k8s_client_config_loaded_bool",
+            "1 if a valid config has been loaded",
+            config_loaded.clone(),
+        );
+        registry.register(
+            "metallb_k8s_client_config_stale_bool",
+            "1 if the config in force is stale (the newest one was refused)",
+            config_stale.clone(),
+        );
+        registry.register(
+            "ferrolb_speaker_members",
+            "Live members of the speaker cluster seen by this speaker",
+            members.clone(),
+        );
+        Self {
+            registry,
+            layer2,
+            announced,
+            config_loaded,
+            config_stale,
+            members,
+            ready: AtomicBool::new(false),
+        }
+    }
+
+    /// Marks the speaker ready (or not) for `/readyz`.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Relaxed);
+    }
+
+    /// Whether `/readyz` answers 200.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    /// The OpenMetrics text of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Serves `/metrics`, `/healthz` (the process is alive) and `/readyz` (the
+/// first sync is done and the speaker is a member) until the task is dropped.
+pub async fn serve(addr: SocketAddr, metrics: Arc<SpeakerMetrics>) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/metrics", get(metrics_handler))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready_handler))
+        .with_state(metrics);
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    axum::serve(listener, app).await
+}
+
+async fn metrics_handler(State(m): State<Arc<SpeakerMetrics>>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        m.encode(),
+    )
+}
+
+async fn ready_handler(State(m): State<Arc<SpeakerMetrics>>) -> impl IntoResponse {
+    if m.is_ready() {
+        (StatusCode::OK, "ok")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::announce::{Interfaces, Layer2Announcement, ServiceKey};
+    use prometheus_client::encoding::text::encode;
+
+    fn render(registry: &Registry) -> String {
+        let mut out = String::new();
+        encode(&mut out, registry).unwrap();
+        out
+    }
+
+    #[test]
+    fn layer2_counters_keep_metallb_names_without_total_suffix() {
+        let mut registry = Registry::default();
+        let m = Layer2Metrics::register(&mut registry);
+        let ip = ServiceIp::new("10.0.0.5".parse().unwrap());
+        m.request(ip);
+        m.request(ip);
+        m.response(ip);
+        m.gratuitous(ip);
+        let text = render(&registry);
+        assert!(
+            text.contains("metallb_layer2_requests_received{ip=\"10.0.0.5\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("metallb_layer2_responses_sent{ip=\"10.0.0.5\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("metallb_layer2_gratuitous_sent{ip=\"10.0.0.5\"} 1"),
+            "{text}"
+        );
+        assert!(!text.contains("_total"), "{text}");
+    }
+
+    #[test]
+    fn announced_series_follow_the_desired_state_and_are_removed() {
+        let mut registry = Registry::default();
+        let m = AnnouncedMetric::register(&mut registry);
+        let ip = ServiceIp::new("10.0.0.5".parse().unwrap());
+        let mut on = Desired::default();
+        on.layer2.insert(
+            ip,
+            Layer2Announcement {
+                interfaces: Interfaces::All,
+                services: [ServiceKey::new("default", "web")].into(),
+            },
+        );
+        m.update_layer2("n1", &Desired::default(), &on);
+        let text = render(&registry);
+        assert!(
+            text.contains(r#"metallb_speaker_announced{service="default/web",protocol="layer2",node="n1",ip="10.0.0.5"} 1"#),
+            "{text}"
+        );
+        m.update_layer2("n1", &on, &Desired::default());
+        assert!(
+            !render(&registry).contains("default/web"),
+            "a stopped announcement leaves no series"
+        );
+    }
+}
