@@ -44,7 +44,9 @@ api=$(sed -n 's/.*API server \(http[^ ]*\).*/\1/p' <<<"$up")
 logs=$(mktemp -d /tmp/ferrolb-demo.XXXXXX)
 pids=()
 cleanup() {
+  # SIGTERM: the daemons hand over and exit cleanly.
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
   "$BIN/lab" down --prefix "$prefix" >/dev/null 2>&1 || true
   echo "lab $prefix removed; daemon logs in $logs"
 }
@@ -60,37 +62,26 @@ kapi() {
   fi
 }
 node_of_mac() { case "$1" in 02:fb:04:00:00:1?) echo "node${1: -1}" ;; *) echo "unknown ($1)" ;; esac; }
-ask_client() { in_ns client timeout 0.05 bash -c "cat < /dev/tcp/$1/80" 2>/dev/null || true; }
+ask_client() { in_ns client timeout 0.3 bash -c "cat < /dev/tcp/$1/80" 2>/dev/null || true; }
 
 say "starting the controller and a speaker on each node"
-in_ns cp env KUBECONFIG="$kubeconfig" "$BIN/ferrolb-controller" --metrics-addr 0.0.0.0:7472 \
-  >"$logs/controller.log" 2>&1 &
+# `ip netns exec` execs the daemon, so $! is the daemon itself.
+ip netns exec "$prefix-cp" env KUBECONFIG="$kubeconfig" "$BIN/ferrolb-controller" \
+  --metrics-addr 0.0.0.0:7472 >"$logs/controller.log" 2>&1 &
 pids+=($!)
 declare -A speaker
 start_speaker() {
-  in_ns "$1" env KUBECONFIG="$kubeconfig" NODE_NAME="$1" "$BIN/ferrolb-speaker" >"$logs/speaker-$1.log" 2>&1 &
+  ip netns exec "$prefix-$1" env KUBECONFIG="$kubeconfig" NODE_NAME="$1" "$BIN/ferrolb-speaker" \
+    >"$logs/speaker-$1.log" 2>&1 &
   speaker[$1]=$!
   pids+=($!)
 }
 for n in node1 node2 node3; do start_speaker "$n"; done
 
 say "applying the tutorial's ConfigMap"
-cat <<'YAML'
-apiVersion: v1
-kind: ConfigMap
-metadata:
-  namespace: metallb-system
-  name: config
-data:
-  config: |
-    address-pools:
-    - name: default
-      protocol: layer2
-      addresses:
-      - 192.168.5.240-192.168.5.250
-YAML
+cat manifests/example-config.yaml
 kapi POST /api/v1/namespaces/metallb-system/configmaps \
-  '{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"config","namespace":"metallb-system"},"data":{"config":"address-pools:\n- name: default\n  protocol: layer2\n  addresses:\n  - 192.168.5.240-192.168.5.250\n"}}' >/dev/null
+  '{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"config","namespace":"metallb-system"},"data":{"config":"address-pools:\n- name: my-ip-space\n  protocol: layer2\n  addresses:\n  - 192.168.5.5-192.168.5.9\n"}}' >/dev/null
 
 say "creating Service default/nginx (type LoadBalancer, port 80) with an endpoint on every node"
 kapi POST /api/v1/namespaces/default/services \
@@ -118,7 +109,8 @@ done
 [ -n "$mac" ] || { echo "nobody answers ARP for $ip; see $logs/speaker-*.log" >&2; exit 1; }
 leader=$(node_of_mac "$mac")
 echo "$ip is at $mac: $leader"
-kapi GET /apis/events.k8s.io/v1/namespaces/default/events | grep -o '"note":"announcing[^"]*"' | sed 's/\\"/"/g' || true
+kapi GET /apis/events.k8s.io/v1/namespaces/default/events |
+  grep -o 'announcing from node [^,]*with protocol [^,]*' | sed 's/\\"/"/g; s/"$//' | sed 's/^/Event nodeAssigned: /' || true
 
 say "the client connects to http://$ip:80"
 echo "answered by: $(ask_client "$ip")"
@@ -127,6 +119,7 @@ in_ns client ip neigh show "$ip"
 say "killing the speaker on $leader (SIGKILL, like a crash)"
 kill -9 "${speaker[$leader]}"
 t0=$(now_ms)
+wait "${speaker[$leader]}" 2>/dev/null || true
 new=""
 while [ $(( $(now_ms) - t0 )) -lt 10000 ]; do
   answer=$(ask_client "$ip")

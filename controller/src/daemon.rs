@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferrolb_config::crd;
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
 use kube::api::Api;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -212,6 +211,7 @@ pub async fn run(
         metrics,
         tx,
         reconciler: Reconciler::new(opts_lb_class),
+        writes: Arc::new(tokio::sync::Semaphore::new(STATUS_WRITES_IN_FLIGHT)),
     };
     tokio::select! {
         () = looper.run(rx) => {}
@@ -229,6 +229,8 @@ struct Loop {
     metrics: Arc<Metrics>,
     tx: UnboundedSender<Change>,
     reconciler: Reconciler,
+    /// Permits for status writes in flight.
+    writes: Arc<tokio::sync::Semaphore>,
 }
 
 impl Loop {
@@ -237,7 +239,7 @@ impl Loop {
         // First pass: rebuild from every Service's status, then allocate.
         self.apply_config();
         let all = self.all_keys();
-        self.process(all).await;
+        self.process(all);
         self.metrics.set_ready(true);
         tracing::info!("initial sync done; ready");
 
@@ -262,7 +264,7 @@ impl Loop {
             if config_changed && self.apply_config() {
                 dirty.extend(self.all_keys());
             }
-            self.process(dirty).await;
+            self.process(dirty);
         }
     }
 
@@ -330,7 +332,7 @@ impl Loop {
     }
 
     /// Decide for the dirty Services (and those waiting for a freed IP), then apply.
-    async fn process(&mut self, dirty: BTreeSet<ServiceKey>) {
+    fn process(&mut self, dirty: BTreeSet<ServiceKey>) {
         let namespaces = self.stores.namespace_labels();
         let empty = NamespaceLabels::new();
         let mut actions = Vec::new();
@@ -347,15 +349,19 @@ impl Loop {
                 break;
             }
         }
-        self.apply(actions).await;
+        self.apply(actions);
         self.update_pool_metrics();
     }
 
-    async fn apply(&self, actions: Vec<Action>) {
-        let mut writes: Vec<(ServiceKey, Vec<IpAddr>)> = Vec::new();
+    /// Apply the decisions: Events go to their queue, status writes run as
+    /// tasks (at most [`STATUS_WRITES_IN_FLIGHT`] at once) so the loop goes on
+    /// deciding while they are in flight. Every write is self-correcting: the
+    /// watch shows the status it left, and a Service whose status differs from
+    /// its assignment is written again.
+    fn apply(&self, actions: Vec<Action>) {
         for action in actions {
             match action {
-                Action::WriteStatus { key, ips } => writes.push((key, ips)),
+                Action::WriteStatus { key, ips } => self.spawn_write(key, ips),
                 Action::Event { key, event } => {
                     if let Some(svc) = self.stores.service(&key) {
                         self.events.record(&svc, event);
@@ -363,37 +369,35 @@ impl Loop {
                 }
             }
         }
-        let results: Vec<_> = futures::stream::iter(writes)
-            .map(|(key, ips)| {
-                let client = self.client.clone();
-                async move {
-                    let r = write_ingress(client, &key.namespace, &key.name, &ips).await;
-                    (key, r)
-                }
-            })
-            .buffer_unordered(STATUS_WRITES_IN_FLIGHT)
-            .collect()
-            .await;
-        for (key, result) in results {
+    }
+
+    fn spawn_write(&self, key: ServiceKey, ips: Vec<IpAddr>) {
+        let client = self.client.clone();
+        let metrics = self.metrics.clone();
+        let tx = self.tx.clone();
+        let permits = self.writes.clone();
+        tokio::spawn(async move {
+            let Ok(permit) = permits.acquire_owned().await else {
+                return;
+            };
+            let result = write_ingress(client, &key.namespace, &key.name, &ips).await;
+            drop(permit);
             match result {
                 Ok(()) => {
-                    self.metrics.updates.inc();
+                    metrics.updates.inc();
                 }
                 // Deleted meanwhile: its Delete note frees the IP.
                 Err(kube::Error::Api(s)) if s.code == 404 => {}
                 Err(e) => {
-                    self.metrics.update_errors.inc();
+                    metrics.update_errors.inc();
                     tracing::warn!(service = %key, error = %e, "status update failed; retrying");
-                    let tx = self.tx.clone();
-                    tokio::spawn(async move {
-                        tokio::time::sleep(RETRY_AFTER).await;
-                        let _ = tx.send(Change::Service(
-                            ObjectRef::new(&key.name).within(&key.namespace),
-                        ));
-                    });
+                    tokio::time::sleep(RETRY_AFTER).await;
+                    let _ = tx.send(Change::Service(
+                        ObjectRef::new(&key.name).within(&key.namespace),
+                    ));
                 }
             }
-        }
+        });
     }
 
     fn update_pool_metrics(&self) {

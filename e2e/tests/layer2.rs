@@ -24,7 +24,7 @@ fn everywhere() -> Vec<(&'static str, bool)> {
 
 /// Exactly `node`'s MAC answers a direct question for `ip`, several times in a row.
 fn assert_only_answer(cluster: &Cluster, ip: IpAddr, node: &str) {
-    for round in 0..3 {
+    for round in 0..2 {
         let answers = cluster.solicit(ip);
         assert_eq!(
             answers,
@@ -254,16 +254,19 @@ fn speaker_memory_with_1000_services() {
     println!("{total} addresses announced after {:?}", started.elapsed());
     // Let allocator churn settle, then measure.
     std::thread::sleep(Duration::from_secs(2));
-    let mut worst = 0;
+    let kib = |status: &str, field: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{field} in /proc/PID/status"))
+    };
+    let (mut worst_rss, mut worst_anon) = (0, 0);
     for node in NODES {
         let pid = cluster.speaker_pid(node);
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-        let rss_kb: u64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .expect("VmRSS in /proc/PID/status");
+        let (rss, anon) = (kib(&status, "VmRSS:"), kib(&status, "RssAnon:"));
         let announced = cluster
             .metrics(node)
             .unwrap()
@@ -271,17 +274,22 @@ fn speaker_memory_with_1000_services() {
             .filter(|l| l.starts_with("metallb_speaker_announced{"))
             .count();
         println!(
-            "speaker {node}: RSS {:.1} MiB with {SERVICES} Services, announcing {announced}",
-            rss_kb as f64 / 1024.0
+            "speaker {node}: RSS {:.1} MiB (anonymous {:.1} MiB, the rest is code pages) with {SERVICES} Services, announcing {announced}",
+            rss as f64 / 1024.0,
+            anon as f64 / 1024.0
         );
-        worst = worst.max(rss_kb);
+        worst_rss = worst_rss.max(rss);
+        worst_anon = worst_anon.max(anon);
     }
     println!(
-        "worst speaker RSS: {:.1} MiB (goal < 30 MB)",
-        worst as f64 / 1024.0
+        "worst speaker RSS: {:.1} MiB, anonymous {:.1} MiB (goal: RSS < 30 MB, release build)",
+        worst_rss as f64 / 1024.0,
+        worst_anon as f64 / 1024.0
     );
-    // A debug build carries far more code and slower allocators than the
-    // release image; the goal is checked on the figure printed above, and
-    // this bound only catches a leak or an explosion.
-    assert!(worst < 200 * 1024, "speaker RSS {worst} kB");
+    // The code pages depend on the build (a debug binary is 16 times larger);
+    // the speaker's own data does not, and must stay within the goal.
+    assert!(
+        worst_anon < 30 * 1000 * 1000 / 1024,
+        "speaker anonymous memory {worst_anon} KiB with {SERVICES} Services"
+    );
 }

@@ -4,9 +4,10 @@
 //! announce, and hands the difference to the announcer.
 //!
 //! Membership starts once the memberlist Secret and this node's host IP
-//! are known (both come from the API); until then the node is no member
-//! and announces nothing. On shutdown the speaker goes silent first, then
-//! leaves the cluster so that the others take over at once.
+//! are known (both come from the API); until then, and until the first
+//! join has finished, the node announces nothing (alone, it would win
+//! every address). On shutdown the speaker goes silent first, then leaves
+//! the cluster so that the others take over at once.
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
@@ -79,6 +80,9 @@ pub enum DaemonError {
     /// The network interfaces cannot be tracked.
     #[error(transparent)]
     Interfaces(#[from] interfaces::InterfacesError),
+    /// An input the loop depends on closed (a bug or a dying runtime).
+    #[error("{0} stopped")]
+    Stopped(&'static str),
 }
 
 /// Every CRD kind, by plural: the first full pass waits for all of them.
@@ -265,6 +269,7 @@ pub async fn run(
     let (tx, rx) = unbounded_channel();
     let stores = start_watchers(&client, &opts, &tx);
     let events = EventSink::spawn(client, "ferrolb-speaker", &opts.node_name);
+    let (join_tx, join_rx) = unbounded_channel();
     let mut speaker = Speaker {
         responder: Layer2Responder::new(metrics.layer2.clone()),
         opts,
@@ -275,6 +280,9 @@ pub async fn run(
         members: None,
         joining: None,
         joined: Vec::new(),
+        first_join_done: false,
+        key_in_use: None,
+        join_done: join_tx,
         config: None,
         current: Desired::default(),
         waiting: [
@@ -293,7 +301,7 @@ pub async fn run(
     speaker.links = links.borrow_and_update().clone();
 
     let outcome = tokio::select! {
-        () = speaker.run(rx, &mut links) => Ok(()),
+        r = speaker.run(rx, join_rx, &mut links) => r,
         () = shutdown => {
             tracing::info!("shutting down: handing over");
             Ok(())
@@ -321,6 +329,14 @@ struct Speaker {
     joining: Option<JoinHandle<()>>,
     /// The seeds of the last join.
     joined: Vec<Seed>,
+    /// Whether the first join has finished. Until then this node would see
+    /// itself alone and win every address for a moment: it announces
+    /// nothing before.
+    first_join_done: bool,
+    /// Where a finished join reports.
+    join_done: UnboundedSender<()>,
+    /// The memberlist key gossip runs with (a changed Secret needs a restart).
+    key_in_use: Option<Vec<u8>>,
     /// The configuration in force.
     config: Option<Arc<Config>>,
     /// What this node announces now.
@@ -347,16 +363,22 @@ impl Speaker {
     async fn run(
         &mut self,
         mut rx: UnboundedReceiver<Change>,
+        mut joins: UnboundedReceiver<()>,
         links: &mut channel::Receiver<Vec<pnet_datalink::NetworkInterface>>,
-    ) {
+    ) -> Result<(), DaemonError> {
         let mut rejoin = tokio::time::interval(self.opts.rejoin_interval);
         rejoin.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut config_dirty = true;
+        // Membership is (re)tried when what it needs may have changed, not
+        // on every Service update, so that a missing Secret logs sparingly.
+        let mut membership_dirty = true;
         loop {
             let mut periodic = false;
             tokio::select! {
                 change = rx.recv() => {
-                    let Some(first) = change else { return };
+                    let Some(first) = change else {
+                        return Err(DaemonError::Stopped("the watchers"));
+                    };
                     let mut batch = vec![first];
                     while let Ok(c) = rx.try_recv() {
                         batch.push(c);
@@ -368,24 +390,33 @@ impl Speaker {
                         if matches!(change.source(), Source::ConfigMap | Source::Crd(_)) {
                             config_dirty = true;
                         }
+                        if change == Change::Touched(Source::Secret) {
+                            self.warn_on_key_change();
+                        }
+                        if matches!(change.source(), Source::Secret | Source::SpeakerPods) {
+                            membership_dirty = true;
+                        }
                     }
                 }
                 () = members_changed(&mut self.members) => {}
+                Some(()) = joins.recv() => self.first_join_done = true,
                 changed = links.changed() => {
                     if changed.is_err() {
-                        tracing::error!("the interface tracker stopped");
-                        return;
+                        return Err(DaemonError::Stopped("the interface tracker"));
                     }
                     self.links = links.borrow_and_update().clone();
                     self.refresh_interfaces();
                     continue;
                 }
-                _ = rejoin.tick() => periodic = true,
+                _ = rejoin.tick() => {
+                    periodic = true;
+                    membership_dirty = true;
+                }
             }
             if !self.waiting.is_empty() {
                 continue;
             }
-            if self.membership.is_none() {
+            if self.membership.is_none() && std::mem::take(&mut membership_dirty) {
                 self.start_membership().await;
             }
             self.join(periodic);
@@ -393,7 +424,7 @@ impl Speaker {
                 self.reload_config();
                 config_dirty = false;
             }
-            self.announce();
+            self.announce().await;
         }
     }
 
@@ -431,16 +462,30 @@ impl Speaker {
             node_name: self.opts.node_name.clone(),
             bind: SocketAddr::new(host_ip, self.opts.memberlist_port),
             advertise: None,
-            secret,
+            secret: secret.clone(),
             timing: self.opts.timing,
         };
         match GossipMembership::start(config).await {
             Ok(m) => {
                 self.members = Some(m.subscribe());
                 self.membership = Some(Arc::new(m));
-                self.metrics.set_ready(true);
+                self.key_in_use = Some(secret);
             }
             Err(e) => tracing::error!(error = %e, "cannot start memberlist; retrying"),
+        }
+    }
+
+    /// memberlist cannot change its key while running: say so when the
+    /// Secret changes under a running speaker.
+    fn warn_on_key_change(&self) {
+        let Some(in_use) = &self.key_in_use else {
+            return;
+        };
+        if self.stores.secret_key(&self.opts).as_ref() != Some(in_use) {
+            tracing::warn!(
+                secret = %self.opts.secret_name,
+                "the memberlist secret changed; restart the speakers (all at once) to use the new key"
+            );
         }
     }
 
@@ -462,7 +507,11 @@ impl Speaker {
         let targets: Vec<SocketAddr> = if seeds != self.joined {
             seeds.iter().map(|s| s.addr).collect()
         } else if periodic {
-            let live = self.live();
+            let live = self
+                .members
+                .as_ref()
+                .map(|m| m.borrow().clone())
+                .unwrap_or_default();
             seeds
                 .iter()
                 .filter(|s| !live.contains(&s.node))
@@ -473,8 +522,11 @@ impl Speaker {
         };
         self.joined = seeds;
         if targets.is_empty() {
+            // Nobody to join: alone for now, and so free to announce.
+            self.first_join_done = true;
             return;
         }
+        let done = self.join_done.clone();
         self.joining = Some(tokio::spawn(async move {
             match membership.join(&targets).await {
                 Ok(n) => tracing::info!(joined = n, tried = targets.len(), "joined speakers"),
@@ -483,14 +535,17 @@ impl Speaker {
                 }
                 Err(e) => tracing::warn!(error = %e, "memberlist join failed"),
             }
+            let _ = done.send(());
         }));
     }
 
-    fn live(&self) -> LiveMembers {
-        self.members
-            .as_ref()
-            .map(|m| m.borrow().clone())
-            .unwrap_or_default()
+    /// The live set as memberlist knows it now (the watch channel only
+    /// says when it changed, and may lag a join by an instant).
+    async fn live(&self) -> LiveMembers {
+        match &self.membership {
+            Some(m) => m.live_members().await,
+            None => LiveMembers::new(),
+        }
     }
 
     /// Offers the cluster's config; an invalid one leaves the previous in force.
@@ -521,7 +576,7 @@ impl Speaker {
     }
 
     /// The snapshot of everything known now.
-    fn snapshot(&self, config: Arc<Config>) -> Snapshot {
+    fn snapshot(&self, config: Arc<Config>, members: LiveMembers) -> Snapshot {
         let slices = self.stores.slices.state();
         let index = snapshot::endpoint_index(slices.iter().map(|s| s.as_ref()));
         let lb_class = self.opts.lb_class.as_deref();
@@ -535,17 +590,22 @@ impl Speaker {
         let nodes = self.stores.nodes.state();
         Snapshot {
             config,
-            members: self.live(),
+            members,
             nodes: snapshot::node_labels(nodes.iter().map(|n| n.as_ref())),
             services,
         }
     }
 
     /// Computes what this node must announce and applies the difference.
-    fn announce(&mut self) {
+    async fn announce(&mut self) {
+        if !self.first_join_done {
+            return;
+        }
+        self.metrics.set_ready(true);
+        let live = self.live().await;
         let desired = match &self.config {
             Some(config) => {
-                let snap = self.snapshot(config.clone());
+                let snap = self.snapshot(config.clone(), live);
                 self.metrics.members.set(snap.members.len() as i64);
                 election::desired_for_node(&self.opts.node_name, &snap)
             }

@@ -8,6 +8,7 @@
 //! [`daemon`] is the one loop tying them together.
 
 pub mod announce;
+pub mod bgp;
 pub mod daemon;
 pub mod election;
 pub mod k8s;

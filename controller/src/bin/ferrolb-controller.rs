@@ -28,7 +28,8 @@ struct Args {
     kubeconfig: Option<PathBuf>,
 }
 
-#[tokio::main]
+// One thread: the work is I/O-bound, and one thread keeps the memory small.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(

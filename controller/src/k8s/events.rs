@@ -13,8 +13,9 @@ use crate::reconcile::ServiceEvent;
 
 /// How many Events may wait for publication before new ones are dropped.
 const QUEUE: usize = 16_384;
-/// Events published concurrently.
-const IN_FLIGHT: usize = 16;
+/// Events published concurrently; few, so that status writes (which make
+/// Services reachable) get the API server's attention first.
+const IN_FLIGHT: usize = 4;
 
 /// A handle that queues Events for publication.
 #[derive(Clone, Debug)]

@@ -61,6 +61,10 @@ where
     tokio::spawn(async move {
         let mut stream = watcher::watcher(api, config)
             .default_backoff()
+            // managedFields are never read and can be most of an object's size.
+            .modify(|o: &mut K| {
+                o.meta_mut().managed_fields = None;
+            })
             .reflect(writer)
             .boxed();
         let mut absent = false;

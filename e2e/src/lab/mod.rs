@@ -165,6 +165,8 @@ pub struct Lab {
     run_dir: PathBuf,
     processes: Vec<NsProcess>,
     control_plane: Option<ControlPlane>,
+    /// How the API server was started (process index, what), for restarts.
+    apiserver: Option<(usize, Spawn)>,
     responder_port: u16,
     torn_down: bool,
 }
@@ -211,6 +213,7 @@ impl Lab {
             run_dir,
             processes: Vec::new(),
             control_plane: None,
+            apiserver: None,
             responder_port: config.responder_port,
             torn_down: false,
         };
@@ -310,6 +313,30 @@ impl Lab {
     /// The processes the lab started, in order.
     pub fn processes(&self) -> &[NsProcess] {
         &self.processes
+    }
+
+    /// Stops the API server with SIGTERM (the test API server saves its objects),
+    /// starts it again with the same command, and waits until it is ready: "the
+    /// API server restarted under" whatever runs in the lab.
+    pub fn restart_apiserver(&mut self) -> Result<(), LabError> {
+        let (index, what) = self
+            .apiserver
+            .clone()
+            .ok_or_else(|| LabError::Missing("this lab has no API server".into()))?;
+        let cp = self.topology.control_plane.clone();
+        if let Some(process) = self.processes.get_mut(index) {
+            process.stop()?;
+        }
+        let log = self.run_dir.join("apiserver-restarted.log");
+        let process = NsProcess::start("apiserver", &cp.netns, &what, &log)?;
+        match self.processes.get_mut(index) {
+            Some(slot) => *slot = process,
+            None => self.processes.push(process),
+        }
+        self.control_plane
+            .as_ref()
+            .ok_or_else(|| LabError::Missing("this lab has no control plane".into()))?
+            .wait_ready(API_READY_TIMEOUT)
     }
 
     /// Starts a router of `kind` in its namespace with `config`; its files go to
@@ -483,13 +510,20 @@ impl Lab {
                 std::fs::write(kubeconfig, api::plain_kubeconfig(&self.topology.api_url()))
                     .map_err(|e| LabError::io(format!("write {}", kubeconfig.display()), e))?;
                 let listen = format!("{addr}:{port}");
+                // Objects survive a restart of the server (as with etcd behind a real one).
+                let state = self
+                    .run_dir
+                    .join("apiserver-state.json")
+                    .display()
+                    .to_string();
                 Spawn::new(
                     binaries::locate("ferrolb-test-apiserver")?,
-                    &["--listen", &listen],
+                    &["--listen", &listen, "--state-file", &state],
                 )
             }
         };
         let index = self.spawn("apiserver", &cp.netns, &what)?;
+        self.apiserver = Some((index, what.clone()));
         let control_plane = ControlPlane::new(&cp.netns, kubeconfig);
         if let Err(e) = control_plane.wait_ready(API_READY_TIMEOUT) {
             let log = self
