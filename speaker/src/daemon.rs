@@ -8,6 +8,11 @@
 //! join has finished, the node announces nothing (alone, it would win
 //! every address). On shutdown the speaker goes silent first, then leaves
 //! the cluster so that the others take over at once.
+//!
+//! BGP needs no membership (every eligible node announces): it is driven
+//! from the same snapshot as soon as every source is listed, and on
+//! shutdown its sessions say Cease before anything else so that routers
+//! drop this node's next hops at once.
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
@@ -26,7 +31,8 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio::sync::watch as channel;
 use tokio::task::JoinHandle;
 
-use crate::announce::{Announcer, Desired, Protocol, ServiceKey};
+use crate::announce::{Announcer, Desired, Protocol, ServiceIp, ServiceKey};
+use crate::bgp::{BgpDesired, BgpSpeaker, PeerSecrets, desired_bgp};
 use crate::election::{self, Snapshot};
 use crate::k8s::events::EventSink;
 use crate::k8s::snapshot::{self, Seed};
@@ -36,7 +42,7 @@ use crate::layer2::responder::Layer2Responder;
 use crate::membership::{
     GossipMembership, LiveMembers, Membership, MembershipConfig, MembershipError, Timing,
 };
-use crate::metrics::{self, SpeakerMetrics};
+use crate::metrics::{self, AnnouncedLabels, AnnouncedMetric, SpeakerMetrics};
 
 /// What the daemon is told on its command line.
 #[derive(Debug, Clone)]
@@ -102,6 +108,7 @@ struct Stores {
     nodes: Store<Node>,
     pods: Store<Pod>,
     secrets: Store<Secret>,
+    peer_secrets: Store<Secret>,
     configmaps: Store<ConfigMap>,
     pools: Store<crd::IpAddressPool>,
     l2: Store<crd::L2Advertisement>,
@@ -116,6 +123,16 @@ fn trim_node(node: &mut Node) {
     watch::trim_metadata(node);
     node.status = None;
     node.spec = None;
+}
+
+/// Only `basic-auth` Secrets (BGP peer passwords) are kept whole; of the
+/// others, which the speaker never reads, only the name stays.
+fn trim_peer_secret(secret: &mut Secret) {
+    watch::trim_metadata(secret);
+    if !snapshot::is_basic_auth(secret) {
+        secret.data = None;
+        secret.string_data = None;
+    }
 }
 
 /// Of a speaker Pod only its node, IPs and deletion state matter.
@@ -197,6 +214,15 @@ fn start_watchers(client: &kube::Client, opts: &Options, tx: &UnboundedSender<Ch
             tx.clone(),
             watch::keep,
         ),
+        // A field selector on the type is not served everywhere; the
+        // others are trimmed on arrival instead.
+        peer_secrets: watch::spawn(
+            Api::namespaced(client.clone(), ns),
+            watcher::Config::default(),
+            Source::PeerSecrets,
+            tx.clone(),
+            trim_peer_secret,
+        ),
         configmaps: watch::spawn(
             Api::namespaced(client.clone(), ns),
             by_name(&opts.config_name),
@@ -250,6 +276,12 @@ impl Stores {
             .filter(|k| !k.is_empty())
     }
 
+    /// The BGP peer passwords known now.
+    fn peer_secrets(&self) -> PeerSecrets {
+        let secrets = self.peer_secrets.state();
+        snapshot::peer_secrets(secrets.iter().map(|s| s.as_ref()))
+    }
+
     fn pods(&self) -> Vec<Arc<Pod>> {
         self.pods.state()
     }
@@ -262,6 +294,7 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), DaemonError> {
     let metrics = Arc::new(SpeakerMetrics::new());
+    let bgp_metrics = metrics.bgp.clone();
     let addr = opts.metrics_addr;
     let mut server = tokio::spawn(metrics::serve(addr, metrics.clone()));
     let mut links = interfaces::track().await?;
@@ -272,6 +305,9 @@ pub async fn run(
     let (join_tx, join_rx) = unbounded_channel();
     let mut speaker = Speaker {
         responder: Layer2Responder::new(metrics.layer2.clone()),
+        bgp: Some(BgpSpeaker::new(bgp_metrics)),
+        bgp_current: BgpDesired::default(),
+        bgp_secrets: PeerSecrets::new(),
         opts,
         stores,
         metrics,
@@ -291,6 +327,7 @@ pub async fn run(
             Source::Nodes,
             Source::SpeakerPods,
             Source::Secret,
+            Source::PeerSecrets,
             Source::ConfigMap,
         ]
         .into_iter()
@@ -323,6 +360,11 @@ struct Speaker {
     metrics: Arc<SpeakerMetrics>,
     events: EventSink,
     responder: Layer2Responder,
+    /// The BGP sessions (taken on shutdown).
+    bgp: Option<BgpSpeaker>,
+    /// What the BGP sessions were last given, and with which passwords.
+    bgp_current: BgpDesired,
+    bgp_secrets: PeerSecrets,
     membership: Option<Arc<GossipMembership>>,
     members: Option<channel::Receiver<LiveMembers>>,
     /// The join in flight, if any (at most one at a time).
@@ -596,25 +638,80 @@ impl Speaker {
         }
     }
 
-    /// Computes what this node must announce and applies the difference.
+    /// Computes what this node must announce and applies the difference:
+    /// BGP as soon as a config is known, layer 2 once the first join is done.
     async fn announce(&mut self) {
+        let Some(config) = self.config.clone() else {
+            self.apply_bgp(BgpDesired::default());
+            if self.first_join_done {
+                self.metrics.set_ready(true);
+                if self.current != Desired::default() {
+                    self.apply(Desired::default());
+                }
+            }
+            return;
+        };
+        let live = if self.first_join_done {
+            self.live().await
+        } else {
+            LiveMembers::new()
+        };
+        let snap = self.snapshot(config, live);
+        self.apply_bgp(desired_bgp(&self.opts.node_name, &snap));
         if !self.first_join_done {
             return;
         }
         self.metrics.set_ready(true);
-        let live = self.live().await;
-        let desired = match &self.config {
-            Some(config) => {
-                let snap = self.snapshot(config.clone(), live);
-                self.metrics.members.set(snap.members.len() as i64);
-                election::desired_for_node(&self.opts.node_name, &snap)
-            }
-            None => Desired::default(),
-        };
+        self.metrics.members.set(snap.members.len() as i64);
+        let desired = election::desired_for_node(&self.opts.node_name, &snap);
         if desired == self.current {
             return;
         }
         self.apply(desired);
+    }
+
+    /// Hands the BGP sessions their new state, when it or a password changed.
+    fn apply_bgp(&mut self, desired: BgpDesired) {
+        let secrets = self.stores.peer_secrets();
+        if desired == self.bgp_current && secrets == self.bgp_secrets {
+            return;
+        }
+        let Some(bgp) = self.bgp.as_mut() else {
+            return;
+        };
+        for e in bgp.set(&desired, &secrets) {
+            tracing::error!(error = %e, "BGP peer not started");
+        }
+        let takeovers: BTreeSet<ServiceKey> = desired
+            .newly_announced(&self.bgp_current)
+            .into_iter()
+            .map(|(service, _)| service)
+            .collect();
+        self.node_assigned(takeovers, Protocol::Bgp);
+        update_bgp_announced(
+            &self.metrics.announced,
+            &self.opts.node_name,
+            &self.bgp_current,
+            &desired,
+        );
+        tracing::debug!(
+            peers = desired.peers.len(),
+            addresses = desired.announced.len(),
+            "BGP state applied"
+        );
+        self.bgp_current = desired;
+        self.bgp_secrets = secrets;
+    }
+
+    /// Queues one `nodeAssigned` Event per Service in `services`.
+    fn node_assigned(&self, services: BTreeSet<ServiceKey>, protocol: Protocol) {
+        for service in services {
+            let key = ObjectRef::new(&service.name).within(&service.namespace);
+            if let Some(svc) = self.stores.services.get(&key) {
+                self.events
+                    .node_assigned(svc.object_ref(&()), &self.opts.node_name, protocol);
+            }
+        }
     }
 
     fn apply(&mut self, desired: Desired) {
@@ -628,16 +725,7 @@ impl Speaker {
             .into_iter()
             .map(|(service, _)| service)
             .collect();
-        for service in takeovers {
-            let key = ObjectRef::new(&service.name).within(&service.namespace);
-            if let Some(svc) = self.stores.services.get(&key) {
-                self.events.node_assigned(
-                    svc.object_ref(&()),
-                    &self.opts.node_name,
-                    Protocol::Layer2,
-                );
-            }
-        }
+        self.node_assigned(takeovers, Protocol::Layer2);
         self.metrics
             .announced
             .update_layer2(&self.opts.node_name, &self.current, &desired);
@@ -645,11 +733,23 @@ impl Speaker {
         self.current = desired;
     }
 
-    /// Goes silent, then leaves the cluster so that the others take over
-    /// within one gossip round instead of a failure-detection timeout.
+    /// Closes the BGP sessions (Cease), goes silent, then leaves the
+    /// cluster so that the others take over within one gossip round
+    /// instead of a failure-detection timeout.
     async fn hand_over(&mut self) {
         let started = Instant::now();
         self.metrics.set_ready(false);
+        if let Some(bgp) = self.bgp.take() {
+            bgp.shutdown().await;
+            update_bgp_announced(
+                &self.metrics.announced,
+                &self.opts.node_name,
+                &self.bgp_current,
+                &BgpDesired::default(),
+            );
+            self.bgp_current = BgpDesired::default();
+            tracing::info!(elapsed = ?started.elapsed(), "BGP sessions closed");
+        }
         self.apply(Desired::default());
         if let Some(m) = self.membership.take() {
             if let Err(e) = m.leave().await {
@@ -660,5 +760,38 @@ impl Speaker {
             }
         }
         tracing::info!(elapsed = ?started.elapsed(), "left the speaker cluster");
+    }
+}
+
+/// Moves the `metallb_speaker_announced` series of the BGP part from
+/// `previous` to `desired`.
+fn update_bgp_announced(
+    metric: &AnnouncedMetric,
+    node: &str,
+    previous: &BgpDesired,
+    desired: &BgpDesired,
+) {
+    let labels = |service: &ServiceKey, ip: &ServiceIp| AnnouncedLabels {
+        service: service.to_string(),
+        protocol: Protocol::Bgp.as_str().to_owned(),
+        node: node.to_owned(),
+        ip: ip.to_string(),
+    };
+    for (ip, before) in &previous.announced {
+        for service in before {
+            if !desired
+                .announced
+                .get(ip)
+                .is_some_and(|s| s.contains(service))
+            {
+                metric.announced.remove(&labels(service, ip));
+            }
+        }
+    }
+    for (service, ip) in desired.newly_announced(previous) {
+        metric
+            .announced
+            .get_or_create(&labels(&service, &ip))
+            .set(1);
     }
 }

@@ -162,6 +162,8 @@ pub struct SpeakerMetrics {
     pub config_stale: Gauge,
     /// Live members of the speaker cluster, as this node sees them.
     pub members: Gauge,
+    /// The BGP sessions' metrics (`metallb_bgp_*`).
+    pub bgp: crate::bgp::BgpMetrics,
     ready: AtomicBool,
 }
 
@@ -180,6 +182,7 @@ impl SpeakerMetrics {
         let config_loaded = Gauge::default();
         let config_stale = Gauge::default();
         let members = Gauge::default();
+        let bgp = crate::bgp::BgpMetrics::register(&mut registry);
         registry.register(
             "metallb_k8s_client_config_loaded_bool",
             "1 if a valid config has been loaded",
@@ -202,6 +205,7 @@ impl SpeakerMetrics {
             config_loaded,
             config_stale,
             members,
+            bgp,
             ready: AtomicBool::new(false),
         }
     }
@@ -316,5 +320,22 @@ mod tests {
             !render(&registry).contains("default/web"),
             "a stopped announcement leaves no series"
         );
+    }
+
+    #[test]
+    fn speaker_registry_exports_the_bgp_metrics() {
+        let m = SpeakerMetrics::new();
+        let peer = crate::bgp::metrics::PeerLabels {
+            peer: "192.168.4.201:179".into(),
+        };
+        m.bgp.record(&peer, true, 3, 1);
+        let text = m.encode();
+        for line in [
+            "metallb_bgp_session_up{peer=\"192.168.4.201:179\"} 1",
+            "metallb_bgp_announced_prefixes_total{peer=\"192.168.4.201:179\"} 3",
+            "metallb_bgp_pending_prefixes_total{peer=\"192.168.4.201:179\"} 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
+        }
     }
 }

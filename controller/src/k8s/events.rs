@@ -2,11 +2,19 @@
 //! hot path: reconciliation hands events to a bounded queue and a background
 //! task publishes them, so a slow or failing events API never delays the
 //! status writes that make Services reachable.
+//!
+//! Events are written directly (events.k8s.io/v1 create) rather than through
+//! kube-runtime's `Recorder`: the reconciler already records an Event only
+//! when the outcome changes, so the Recorder's per-Event cache (thousands of
+//! entries kept six minutes) would only cost memory, and parsing each
+//! created Event back costs CPU that the status writes need.
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ObjectReference, Service};
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::Resource;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::api::PostParams;
 use tokio::sync::mpsc;
 
 use crate::reconcile::ServiceEvent;
@@ -26,21 +34,16 @@ pub struct EventSink {
 impl EventSink {
     /// Start the publishing task; `reporter` names the component in the Events.
     pub fn spawn(client: kube::Client, reporter: &str) -> Self {
-        let (tx, rx) = mpsc::channel::<(ObjectReference, ServiceEvent)>(QUEUE);
-        let recorder = Recorder::new(client, Reporter::from(reporter));
+        let (tx, mut rx) = mpsc::channel::<(ObjectReference, ServiceEvent)>(QUEUE);
+        let reporter = reporter.to_string();
+        let instance = std::env::var("HOSTNAME").unwrap_or_else(|_| reporter.clone());
         tokio::spawn(async move {
-            tokio_stream_from(rx)
-                .for_each_concurrent(IN_FLIGHT, |(reference, ev)| {
-                    let recorder = recorder.clone();
+            futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+                .for_each_concurrent(IN_FLIGHT, |(regarding, ev)| {
+                    let client = client.clone();
+                    let event = k8s_event(&reporter, &instance, regarding, &ev);
                     async move {
-                        let event = Event {
-                            type_: if ev.warning { EventType::Warning } else { EventType::Normal },
-                            reason: ev.reason.to_string(),
-                            note: Some(ev.message.clone()),
-                            action: ev.reason.to_string(),
-                            secondary: None,
-                        };
-                        if let Err(e) = recorder.publish(&event, &reference).await {
+                        if let Err(e) = create(client, &event).await {
                             tracing::warn!(reason = %ev.reason, error = %e, "could not record event");
                         }
                     }
@@ -59,8 +62,72 @@ impl EventSink {
     }
 }
 
-fn tokio_stream_from<T: Send + 'static>(
-    mut rx: mpsc::Receiver<T>,
-) -> impl futures::Stream<Item = T> {
-    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+/// The events.k8s.io/v1 Event for `ev` on `regarding`.
+pub fn k8s_event(
+    reporter: &str,
+    instance: &str,
+    regarding: ObjectReference,
+    ev: &ServiceEvent,
+) -> Event {
+    let name = regarding.name.clone().unwrap_or_default();
+    Event {
+        metadata: ObjectMeta {
+            generate_name: Some(format!("{name}.")),
+            namespace: regarding.namespace.clone(),
+            ..ObjectMeta::default()
+        },
+        event_time: Some(MicroTime(k8s_openapi::jiff::Timestamp::now())),
+        type_: Some(if ev.warning { "Warning" } else { "Normal" }.into()),
+        reason: Some(ev.reason.into()),
+        action: Some(ev.reason.into()),
+        note: Some(ev.message.clone()),
+        reporting_controller: Some(reporter.into()),
+        reporting_instance: Some(instance.into()),
+        regarding: Some(regarding),
+        ..Event::default()
+    }
+}
+
+/// Create the Event without parsing the reply.
+async fn create(client: kube::Client, event: &Event) -> Result<(), kube::Error> {
+    let url = Event::url_path(&(), event.metadata.namespace.as_deref());
+    let body = serde_json::to_vec(event).map_err(kube::Error::SerdeError)?;
+    let request = kube::core::Request::new(url)
+        .create(&PostParams::default(), body)
+        .map_err(kube::Error::BuildRequest)?;
+    client.request_text(request).await.map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_names_the_service_reason_and_reporter() {
+        let reference = ObjectReference {
+            kind: Some("Service".into()),
+            namespace: Some("default".into()),
+            name: Some("web".into()),
+            ..ObjectReference::default()
+        };
+        let ev = ServiceEvent {
+            warning: true,
+            reason: crate::reconcile::reason::ALLOCATION_FAILED,
+            message: "no IP".into(),
+        };
+        let e = k8s_event("ferrolb-controller", "pod-1", reference, &ev);
+        assert_eq!(e.metadata.generate_name.as_deref(), Some("web."));
+        assert_eq!(e.metadata.namespace.as_deref(), Some("default"));
+        assert_eq!(e.type_.as_deref(), Some("Warning"));
+        assert_eq!(e.reason.as_deref(), Some("AllocationFailed"));
+        assert_eq!(e.note.as_deref(), Some("no IP"));
+        assert_eq!(
+            e.reporting_controller.as_deref(),
+            Some("ferrolb-controller")
+        );
+        assert!(
+            e.event_time.is_some(),
+            "eventTime is required by events.k8s.io/v1"
+        );
+    }
 }

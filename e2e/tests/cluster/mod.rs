@@ -592,3 +592,69 @@ pub fn summary(samples: &mut [Duration]) -> String {
         ),
     }
 }
+
+/// Helpers of the BGP tests.
+impl Cluster {
+    /// Like [`Cluster::up`], on a lab that also has the router namespaces
+    /// (BIRD, FRR, GoBGP); starting a router is up to the test. Fails
+    /// loudly without root or the lab's tools.
+    pub fn up_with_routers(config: &str) -> Self {
+        require_tools(&[("ip", "iproute2")]).unwrap_or_else(|e| panic!("{e}"));
+        let lab = Lab::up(&LabConfig {
+            nodes: 3,
+            routers: true,
+            control_plane: Some(ApiServer::from_env()),
+            ..LabConfig::default()
+        })
+        .unwrap_or_else(|e| panic!("lab up (needs root and iproute2): {e}"));
+        let mut cluster = Cluster {
+            lab,
+            speakers: BTreeMap::new(),
+        };
+        cluster.apply_config(config);
+        cluster.start_controller();
+        let names: Vec<String> = cluster.nodes().iter().map(|n| n.name.clone()).collect();
+        for node in &names {
+            cluster.start_speaker(node);
+        }
+        cluster.wait_converged();
+        cluster
+    }
+
+    /// Deletes Service `service` from [`APPS`].
+    pub fn delete_service(&self, service: &str) {
+        let name = service.to_string();
+        self.api(move |client| async move {
+            Api::<Service>::namespaced(client, APPS)
+                .delete(&name, &kube::api::DeleteParams::default())
+                .await
+                .map(|_| ())
+        });
+    }
+
+    /// Waits until every node in `nodes` says it announces `ip` over BGP
+    /// (`metallb_speaker_announced{protocol="bgp"}`) and no other node does.
+    pub fn wait_bgp_announcers(&self, ip: IpAddr, nodes: &[&str]) {
+        let want: BTreeSet<String> = nodes.iter().map(|n| n.to_string()).collect();
+        let mut last = BTreeSet::new();
+        self.wait_for(&format!("{want:?} to announce {ip} over BGP"), || {
+            last = self
+                .nodes()
+                .iter()
+                .filter(|n| {
+                    self.metrics(&n.name).is_ok_and(|text| {
+                        text.lines().any(|l| {
+                            l.starts_with("metallb_speaker_announced{")
+                                && l.contains("protocol=\"bgp\"")
+                                && l.contains(&format!("ip=\"{ip}\""))
+                                && l.ends_with(" 1")
+                        })
+                    })
+                })
+                .map(|n| n.name.clone())
+                .collect();
+            Ok((last == want).then_some(()))
+        })
+        .unwrap_or_else(|e| panic!("{e}; announcers: {last:?}"));
+    }
+}

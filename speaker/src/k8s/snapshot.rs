@@ -9,6 +9,7 @@ use k8s_openapi::api::core::v1::{Node, Pod, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use crate::announce::ServiceKey;
+use crate::bgp::PeerSecrets;
 use crate::election::{Endpoint, ServiceView, TrafficPolicy};
 
 /// The label linking an EndpointSlice to its Service.
@@ -16,6 +17,11 @@ pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
 /// The key of the memberlist Secret holding the gossip key.
 pub const SECRET_KEY: &str = "secretkey";
+
+/// The type of the Secrets holding BGP peer passwords.
+pub const BASIC_AUTH: &str = "kubernetes.io/basic-auth";
+/// The key of a `basic-auth` Secret holding the password.
+pub const PASSWORD_KEY: &str = "password";
 
 /// The endpoints of every Service, by Service.
 pub type EndpointIndex = HashMap<ServiceKey, Vec<Endpoint>>;
@@ -162,6 +168,31 @@ pub fn secret_key(secret: &Secret) -> Option<Vec<u8>> {
         .as_ref()
         .and_then(|d| d.get(SECRET_KEY))
         .map(|s| s.as_bytes().to_vec())
+}
+
+/// Whether `secret` may hold a BGP peer password (type `basic-auth`).
+pub fn is_basic_auth(secret: &Secret) -> bool {
+    secret.type_.as_deref() == Some(BASIC_AUTH)
+}
+
+/// The peer passwords of the `basic-auth` Secrets among `secrets`, by
+/// (namespace, name); a Secret without a UTF-8 `password` is left out.
+pub fn peer_secrets<'a>(secrets: impl IntoIterator<Item = &'a Secret>) -> PeerSecrets {
+    secrets
+        .into_iter()
+        .filter(|s| is_basic_auth(s))
+        .filter_map(|s| {
+            let password = match s.data.as_ref().and_then(|d| d.get(PASSWORD_KEY)) {
+                Some(bytes) => String::from_utf8(bytes.0.clone()).ok()?,
+                None => s.string_data.as_ref()?.get(PASSWORD_KEY)?.clone(),
+            };
+            let key = (
+                s.metadata.namespace.clone().unwrap_or_default(),
+                s.metadata.name.clone()?,
+            );
+            Some((key, password))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -381,5 +412,36 @@ mod tests {
         };
         let labels = node_labels(&[node]);
         assert_eq!(labels["n1"]["zone"], "a");
+    }
+
+    #[test]
+    fn peer_passwords_come_only_from_basic_auth_secrets() {
+        let secret = |name: &str, type_: &str, data: Option<&[u8]>, text: Option<&str>| Secret {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("metallb-system".into()),
+                ..ObjectMeta::default()
+            },
+            type_: Some(type_.into()),
+            data: data.map(|d| [(PASSWORD_KEY.to_string(), ByteString(d.to_vec()))].into()),
+            string_data: text.map(|t| [(PASSWORD_KEY.to_string(), t.to_string())].into()),
+            ..Secret::default()
+        };
+        let secrets = [
+            secret("bytes", BASIC_AUTH, Some(b"s3cret"), None),
+            secret("text", BASIC_AUTH, None, Some("plain")),
+            secret("opaque", "Opaque", Some(b"nope"), None),
+            secret("binary", BASIC_AUTH, Some(&[0xff, 0xfe]), None),
+            secret("empty", BASIC_AUTH, None, None),
+        ];
+        let got = peer_secrets(&secrets);
+        let key = |n: &str| ("metallb-system".to_string(), n.to_string());
+        assert_eq!(got.get(&key("bytes")).map(String::as_str), Some("s3cret"));
+        assert_eq!(got.get(&key("text")).map(String::as_str), Some("plain"));
+        assert_eq!(
+            got.len(),
+            2,
+            "not Opaque, not non-UTF-8, not without password: {got:?}"
+        );
     }
 }

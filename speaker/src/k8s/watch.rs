@@ -27,6 +27,8 @@ pub enum Source {
     SpeakerPods,
     /// The memberlist Secret.
     Secret,
+    /// The `basic-auth` Secrets of the namespace (BGP peer passwords).
+    PeerSecrets,
     /// The `config` ConfigMap.
     ConfigMap,
     /// A metallb.io custom resource kind (its plural).
