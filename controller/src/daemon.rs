@@ -202,7 +202,11 @@ pub async fn run(
     let opts_lb_class = opts.lb_class.clone();
     let (tx, rx) = unbounded_channel();
     let stores = start_watchers(&client, &opts, &tx);
-    let events = EventSink::spawn(client.clone(), &opts.reporter);
+    let writes = Arc::new(tokio::sync::Semaphore::new(STATUS_WRITES_IN_FLIGHT));
+    let idle = writes.clone();
+    let events = EventSink::spawn(client.clone(), &opts.reporter, move || {
+        idle.available_permits() < STATUS_WRITES_IN_FLIGHT
+    });
     let mut looper = Loop {
         client,
         opts,
@@ -211,7 +215,7 @@ pub async fn run(
         metrics,
         tx,
         reconciler: Reconciler::new(opts_lb_class),
-        writes: Arc::new(tokio::sync::Semaphore::new(STATUS_WRITES_IN_FLIGHT)),
+        writes,
     };
     tokio::select! {
         () = looper.run(rx) => {}

@@ -24,6 +24,10 @@ const QUEUE: usize = 16_384;
 /// Events published concurrently; few, so that status writes (which make
 /// Services reachable) get the API server's attention first.
 const IN_FLIGHT: usize = 4;
+/// How long an Event waits before looking again for a gap in status writes.
+const YIELD_TO_WRITES: std::time::Duration = std::time::Duration::from_millis(20);
+/// At most this many waits (5 s) before an Event is published anyway.
+const MAX_YIELDS: u32 = 250;
 
 /// A handle that queues Events for publication.
 #[derive(Clone, Debug)]
@@ -32,8 +36,15 @@ pub struct EventSink {
 }
 
 impl EventSink {
-    /// Start the publishing task; `reporter` names the component in the Events.
-    pub fn spawn(client: kube::Client, reporter: &str) -> Self {
+    /// Start the publishing task; `reporter` names the component in the
+    /// Events. `busy` tells whether status writes are in flight: Events wait
+    /// for a gap, so that a burst of Services gets its IPs first.
+    pub fn spawn(
+        client: kube::Client,
+        reporter: &str,
+        busy: impl Fn() -> bool + Send + Sync + 'static,
+    ) -> Self {
+        let busy = std::sync::Arc::new(busy);
         let (tx, mut rx) = mpsc::channel::<(ObjectReference, ServiceEvent)>(QUEUE);
         let reporter = reporter.to_string();
         let instance = std::env::var("HOSTNAME").unwrap_or_else(|_| reporter.clone());
@@ -41,8 +52,16 @@ impl EventSink {
             futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
                 .for_each_concurrent(IN_FLIGHT, |(regarding, ev)| {
                     let client = client.clone();
+                    let busy = busy.clone();
                     let event = k8s_event(&reporter, &instance, regarding, &ev);
                     async move {
+                        // Bounded, so that a steady stream of writes cannot starve Events.
+                        for _ in 0..MAX_YIELDS {
+                            if !busy() {
+                                break;
+                            }
+                            tokio::time::sleep(YIELD_TO_WRITES).await;
+                        }
                         if let Err(e) = create(client, &event).await {
                             tracing::warn!(reason = %ev.reason, error = %e, "could not record event");
                         }
