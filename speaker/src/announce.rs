@@ -109,11 +109,16 @@ pub struct Layer2Announcement {
     pub services: BTreeSet<ServiceKey>,
 }
 
-/// Everything this node must announce right now.
+/// Everything this node must announce right now, in every protocol; each
+/// [`Announcer`] acts on its own part.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Desired {
     /// Addresses to answer ARP / NDP for, with where and for whom.
     pub layer2: BTreeMap<ServiceIp, Layer2Announcement>,
+    /// BGP sessions and the prefixes each carries.
+    pub bgp: crate::bgp::BgpDesired,
+    /// Passwords of the Secrets the BGP peers name.
+    pub peer_secrets: crate::bgp::PeerSecrets,
 }
 
 /// What changed in the layer-2 part between two [`Desired`] values.
@@ -212,6 +217,9 @@ pub enum AnnounceError {
         #[source]
         source: std::io::Error,
     },
+    /// Some BGP peers could not be started.
+    #[error("BGP: {0}")]
+    Peers(String),
     /// The announcer's worker has stopped.
     #[error("{0} announcer has stopped")]
     Stopped(Protocol),
@@ -254,6 +262,7 @@ mod tests {
                     )
                 })
                 .collect(),
+            ..Desired::default()
         }
     }
 

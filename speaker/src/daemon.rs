@@ -306,8 +306,6 @@ pub async fn run(
     let mut speaker = Speaker {
         responder: Layer2Responder::new(metrics.layer2.clone()),
         bgp: Some(BgpSpeaker::new(bgp_metrics)),
-        bgp_current: BgpDesired::default(),
-        bgp_secrets: PeerSecrets::new(),
         opts,
         stores,
         metrics,
@@ -363,8 +361,6 @@ struct Speaker {
     /// The BGP sessions (taken on shutdown).
     bgp: Option<BgpSpeaker>,
     /// What the BGP sessions were last given, and with which passwords.
-    bgp_current: BgpDesired,
-    bgp_secrets: PeerSecrets,
     membership: Option<Arc<GossipMembership>>,
     members: Option<channel::Receiver<LiveMembers>>,
     /// The join in flight, if any (at most one at a time).
@@ -641,66 +637,36 @@ impl Speaker {
     /// Computes what this node must announce and applies the difference:
     /// BGP as soon as a config is known, layer 2 once the first join is done.
     async fn announce(&mut self) {
-        let Some(config) = self.config.clone() else {
-            self.apply_bgp(BgpDesired::default());
-            if self.first_join_done {
-                self.metrics.set_ready(true);
-                if self.current != Desired::default() {
-                    self.apply(Desired::default());
+        let desired = match self.config.clone() {
+            None => Desired::default(),
+            Some(config) => {
+                let live = if self.first_join_done {
+                    self.live().await
+                } else {
+                    LiveMembers::new()
+                };
+                let snap = self.snapshot(config, live);
+                // Before the first join this node would see itself alone and
+                // claim every address: layer 2 waits, BGP (no election) does not.
+                let layer2 = if self.first_join_done {
+                    self.metrics.members.set(snap.members.len() as i64);
+                    election::desired_for_node(&self.opts.node_name, &snap).layer2
+                } else {
+                    Default::default()
+                };
+                Desired {
+                    layer2,
+                    bgp: desired_bgp(&self.opts.node_name, &snap),
+                    peer_secrets: self.stores.peer_secrets(),
                 }
             }
-            return;
         };
-        let live = if self.first_join_done {
-            self.live().await
-        } else {
-            LiveMembers::new()
-        };
-        let snap = self.snapshot(config, live);
-        self.apply_bgp(desired_bgp(&self.opts.node_name, &snap));
-        if !self.first_join_done {
-            return;
+        if self.first_join_done {
+            self.metrics.set_ready(true);
         }
-        self.metrics.set_ready(true);
-        self.metrics.members.set(snap.members.len() as i64);
-        let desired = election::desired_for_node(&self.opts.node_name, &snap);
-        if desired == self.current {
-            return;
+        if desired != self.current {
+            self.apply(desired);
         }
-        self.apply(desired);
-    }
-
-    /// Hands the BGP sessions their new state, when it or a password changed.
-    fn apply_bgp(&mut self, desired: BgpDesired) {
-        let secrets = self.stores.peer_secrets();
-        if desired == self.bgp_current && secrets == self.bgp_secrets {
-            return;
-        }
-        let Some(bgp) = self.bgp.as_mut() else {
-            return;
-        };
-        for e in bgp.set(&desired, &secrets) {
-            tracing::error!(error = %e, "BGP peer not started");
-        }
-        let takeovers: BTreeSet<ServiceKey> = desired
-            .newly_announced(&self.bgp_current)
-            .into_iter()
-            .map(|(service, _)| service)
-            .collect();
-        self.node_assigned(takeovers, Protocol::Bgp);
-        update_bgp_announced(
-            &self.metrics.announced,
-            &self.opts.node_name,
-            &self.bgp_current,
-            &desired,
-        );
-        tracing::debug!(
-            peers = desired.peers.len(),
-            addresses = desired.announced.len(),
-            "BGP state applied"
-        );
-        self.bgp_current = desired;
-        self.bgp_secrets = secrets;
     }
 
     /// Queues one `nodeAssigned` Event per Service in `services`.
@@ -714,22 +680,49 @@ impl Speaker {
         }
     }
 
+    /// Hands every announcer the new state, then records the takeovers
+    /// (one `nodeAssigned` Event per Service and protocol) and the metrics.
     fn apply(&mut self, desired: Desired) {
         let started = Instant::now();
-        if let Err(e) = self.responder.set(&desired) {
-            tracing::warn!(error = %e, "layer2 announcer");
+        let mut announcers: Vec<&mut dyn Announcer> = vec![&mut self.responder];
+        if let Some(bgp) = self.bgp.as_mut() {
+            announcers.push(bgp);
+        }
+        for announcer in announcers {
+            if let Err(e) = announcer.set(&desired) {
+                tracing::warn!(protocol = ?announcer.protocol(), error = %e, "announcer");
+            }
         }
         // One Event per Service and takeover, even for two families or a shared address.
-        let takeovers: BTreeSet<ServiceKey> = desired
+        let layer2: BTreeSet<ServiceKey> = desired
             .newly_announced(&self.current)
             .into_iter()
             .map(|(service, _)| service)
             .collect();
-        self.node_assigned(takeovers, Protocol::Layer2);
+        self.node_assigned(layer2, Protocol::Layer2);
+        let bgp: BTreeSet<ServiceKey> = desired
+            .bgp
+            .newly_announced(&self.current.bgp)
+            .into_iter()
+            .map(|(service, _)| service)
+            .collect();
+        self.node_assigned(bgp, Protocol::Bgp);
         self.metrics
             .announced
             .update_layer2(&self.opts.node_name, &self.current, &desired);
-        tracing::debug!(addresses = desired.layer2.len(), elapsed = ?started.elapsed(), "announcements applied");
+        update_bgp_announced(
+            &self.metrics.announced,
+            &self.opts.node_name,
+            &self.current.bgp,
+            &desired.bgp,
+        );
+        tracing::debug!(
+            addresses = desired.layer2.len(),
+            peers = desired.bgp.peers.len(),
+            bgp_addresses = desired.bgp.announced.len(),
+            elapsed = ?started.elapsed(),
+            "announcements applied"
+        );
         self.current = desired;
     }
 
@@ -741,13 +734,6 @@ impl Speaker {
         self.metrics.set_ready(false);
         if let Some(bgp) = self.bgp.take() {
             bgp.shutdown().await;
-            update_bgp_announced(
-                &self.metrics.announced,
-                &self.opts.node_name,
-                &self.bgp_current,
-                &BgpDesired::default(),
-            );
-            self.bgp_current = BgpDesired::default();
             tracing::info!(elapsed = ?started.elapsed(), "BGP sessions closed");
         }
         self.apply(Desired::default());

@@ -169,3 +169,22 @@ impl BgpSpeaker {
         }
     }
 }
+
+impl crate::announce::Announcer for BgpSpeaker {
+    fn protocol(&self) -> crate::announce::Protocol {
+        crate::announce::Protocol::Bgp
+    }
+
+    fn set(
+        &mut self,
+        desired: &crate::announce::Desired,
+    ) -> Result<(), crate::announce::AnnounceError> {
+        let errors = BgpSpeaker::set(self, &desired.bgp, &desired.peer_secrets);
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            Err(crate::announce::AnnounceError::Peers(text.join("; ")))
+        }
+    }
+}
