@@ -19,30 +19,8 @@ pub const ALLOW_SHARED_IP: &str = "allow-shared-ip";
 /// Annotation listing the requested IPs, comma-separated.
 pub const LOAD_BALANCER_IPS: &str = "loadBalancerIPs";
 
-/// A Service's identity: namespace and name.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ServiceKey {
-    /// Namespace.
-    pub namespace: String,
-    /// Name.
-    pub name: String,
-}
-
-impl ServiceKey {
-    /// A key from namespace and name.
-    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
-        Self {
-            namespace: namespace.into(),
-            name: name.into(),
-        }
-    }
-}
-
-impl fmt::Display for ServiceKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.namespace, self.name)
-    }
-}
+/// A Service's identity (shared vocabulary, defined in the config model).
+pub use ferrolb_config::model::ServiceKey;
 
 /// A transport protocol of a Service port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
