@@ -458,3 +458,203 @@ fn bird_route_latency_after_ip_assignment() {
         summary(&mut samples)
     );
 }
+
+/// The pool of the attribute tests: IPv4 only, one advertisement carrying
+/// LOCAL_PREF and three communities (a literal, an alias, a large one).
+const LOCAL_PREF: u32 = 150;
+/// The alias of [`attributes_config`] and the value it stands for.
+const ALIAS: (&str, &str) = ("rack7", "64512:7");
+
+/// One IPv4 peer (`router`, AS `peer_asn`) for nodes in AS `my_asn`, and a
+/// pool whose advertisement sets LOCAL_PREF and communities.
+fn attributes_config(router: &Host, my_asn: u32, peer_asn: u32) -> String {
+    format!(
+        "peers:
+- peer-address: {router}
+  peer-asn: {peer_asn}
+  my-asn: {my_asn}
+bgp-communities:
+  {alias}: {value}
+address-pools:
+- name: bgp
+  protocol: bgp
+  addresses:
+  - 192.168.5.64/27
+  bgp-advertisements:
+  - localpref: {LOCAL_PREF}
+    communities: [\"64512:100\", {alias}, \"large:64512:1:2\"]
+",
+        router = router.ipv4,
+        alias = ALIAS.0,
+        value = ALIAS.1,
+    )
+}
+
+/// A cluster whose speakers (AS `my_asn`) peer over IPv4 with a `kind`
+/// router (AS `router_asn`, MD5 `password` if any) and are configured by
+/// `config`; the sessions may still be coming up.
+fn ipv4_lab(
+    kind: RouterKind,
+    router_asn: u32,
+    my_asn: u32,
+    password: Option<&str>,
+    config: impl Fn(&Host) -> String,
+) -> (Cluster, Box<dyn Router>, Vec<Host>) {
+    let cluster = Cluster::up_with_routers(POOL_ONLY);
+    let router_host = cluster
+        .lab
+        .topology()
+        .router(kind)
+        .expect("the lab has router namespaces")
+        .clone();
+    let nodes = cluster.nodes();
+    let mut router_config = RouterConfig::new(router_asn, router_host.ipv4);
+    for node in &nodes {
+        let mut neighbor = Neighbor::new(v4(node), my_asn).passive();
+        if let Some(password) = password {
+            neighbor = neighbor.password(password);
+        }
+        router_config = router_config.neighbor(neighbor);
+    }
+    let router = cluster
+        .lab
+        .start_router(kind, router_config)
+        .unwrap_or_else(|e| panic!("start {kind:?} (its Debian package must be installed): {e}"));
+    cluster.apply_config(&config(&router_host));
+    (cluster, router, nodes)
+}
+
+/// Waits until every node's IPv4 session with `router` is Established.
+fn wait_sessions(cluster: &mut Cluster, router: &dyn Router, nodes: &[Host]) {
+    for node in nodes {
+        routers::wait_established(router, v4(node), SESSION)
+            .unwrap_or_else(|e| panic!("{e}\nspeaker log:\n{}", cluster.speaker_log(&node.name)));
+    }
+}
+
+/// The communities the router must read back, in the router's spelling.
+fn expected_communities() -> BTreeSet<String> {
+    ["64512:100", ALIAS.1, "64512:1:2"]
+        .map(str::to_string)
+        .into()
+}
+
+/// Creates a Cluster-policy Service and waits until `router` routes it over
+/// every node; returns the route.
+fn announce_web(cluster: &Cluster, router: &dyn Router, nodes: &[Host]) -> Route {
+    cluster.create_service(lb_service("web", &[80]));
+    cluster.set_endpoints("web", &[(nodes[0].name.as_str(), true)]);
+    let web = cluster.wait_ips("web", 1)[0];
+    wait_next_hops(router, web, &nodes.iter().map(v4).collect::<Vec<_>>())
+}
+
+/// iBGP (my-asn == peer-asn): FRR reads back the advertisement's LOCAL_PREF
+/// and its literal, aliased and large communities on every node's path; the
+/// AS path is empty (nobody prepends inside the AS).
+#[test]
+fn frr_ibgp_reads_local_pref_and_communities_from_the_advertisement() {
+    let (mut cluster, router, nodes) = ipv4_lab(RouterKind::Frr, NODE_ASN, NODE_ASN, None, |r| {
+        attributes_config(r, NODE_ASN, NODE_ASN)
+    });
+    wait_sessions(&mut cluster, router.as_ref(), &nodes);
+    let route = announce_web(&cluster, router.as_ref(), &nodes);
+    assert_eq!(route.paths.len(), nodes.len(), "a path per node: {route:?}");
+    for path in &route.paths {
+        assert_eq!(
+            path.local_pref,
+            Some(LOCAL_PREF),
+            "iBGP LOCAL_PREF: {path:?}"
+        );
+        let got: BTreeSet<String> = path.communities.iter().cloned().collect();
+        assert_eq!(got, expected_communities(), "communities: {path:?}");
+        assert!(path.as_path.is_empty(), "iBGP AS path: {path:?}");
+    }
+}
+
+/// eBGP: the router sees the AS path `[my-asn]` and the communities
+/// (LOCAL_PREF is an iBGP attribute: not sent to an external peer).
+#[test]
+fn frr_ebgp_reads_the_as_path_and_communities() {
+    ebgp_reads_the_as_path_and_communities(RouterKind::Frr);
+}
+
+/// The same against GoBGP (large communities included).
+#[test]
+fn gobgp_ebgp_reads_the_as_path_and_communities() {
+    ebgp_reads_the_as_path_and_communities(RouterKind::Gobgp);
+}
+
+fn ebgp_reads_the_as_path_and_communities(kind: RouterKind) {
+    let (mut cluster, router, nodes) = ipv4_lab(kind, ROUTER_ASN, NODE_ASN, None, |r| {
+        attributes_config(r, NODE_ASN, ROUTER_ASN)
+    });
+    wait_sessions(&mut cluster, router.as_ref(), &nodes);
+    let route = announce_web(&cluster, router.as_ref(), &nodes);
+    assert_eq!(route.paths.len(), nodes.len(), "a path per node: {route:?}");
+    for path in &route.paths {
+        assert_eq!(path.as_path, vec![NODE_ASN], "eBGP AS path: {path:?}");
+        let got: BTreeSet<String> = path.communities.iter().cloned().collect();
+        assert_eq!(got, expected_communities(), "communities: {path:?}");
+        assert_eq!(path.local_pref, None, "no LOCAL_PREF over eBGP: {path:?}");
+    }
+}
+
+/// A ConfigMap peer with `password:` (TCP MD5): with a wrong password FRR
+/// lets no session up; with the right one every session comes up.
+#[test]
+fn frr_md5_password_from_the_configmap() {
+    let md5_config = |password: &'static str| {
+        move |router: &Host| {
+            format!(
+                "peers:
+- peer-address: {router}
+  peer-asn: {ROUTER_ASN}
+  my-asn: {NODE_ASN}
+  password: {password}
+{POOL}",
+                router = router.ipv4,
+            )
+        }
+    };
+    let (mut cluster, router, nodes) = ipv4_lab(
+        RouterKind::Frr,
+        ROUTER_ASN,
+        NODE_ASN,
+        Some("right-secret"),
+        md5_config("wrong-secret"),
+    );
+    for node in &nodes {
+        let mut log = String::new();
+        routers::wait_for(
+            &format!("{} to start the BGP session", node.name),
+            SESSION,
+            || {
+                log = cluster.speaker_log(&node.name);
+                Ok(log.contains("starting BGP session").then_some(()))
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}\nspeaker log:\n{log}"));
+    }
+    // Several connection attempts (1 s backoff, doubling) must fail.
+    let watch_until = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < watch_until {
+        let sessions = router.sessions().unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            !sessions
+                .iter()
+                .any(|s| s.state == routers::SessionState::Established),
+            "a session came up with the wrong password: {sessions:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let router_host = cluster
+        .lab
+        .topology()
+        .router(RouterKind::Frr)
+        .expect("the lab has router namespaces")
+        .clone();
+    cluster.apply_config(&md5_config("right-secret")(&router_host));
+    wait_sessions(&mut cluster, router.as_ref(), &nodes);
+    announce_web(&cluster, router.as_ref(), &nodes);
+}

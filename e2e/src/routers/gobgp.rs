@@ -262,12 +262,13 @@ fn parse_path(p: &Value) -> Path {
             }
             Some(LARGE_COMMUNITIES) => {
                 path.communities
-                    .extend(attr["values"].as_array().into_iter().flatten().map(|v| {
+                    // GoBGP 3.10 writes `"value": [{"ASN": a, "LocalData1": b, "LocalData2": c}]`.
+                    .extend(attr["value"].as_array().into_iter().flatten().map(|v| {
                         format!(
                             "{}:{}:{}",
-                            v["global_admin"].as_u64().unwrap_or(0),
-                            v["local_data1"].as_u64().unwrap_or(0),
-                            v["local_data2"].as_u64().unwrap_or(0)
+                            v["ASN"].as_u64().unwrap_or(0),
+                            v["LocalData1"].as_u64().unwrap_or(0),
+                            v["LocalData2"].as_u64().unwrap_or(0)
                         )
                     }));
             }
@@ -322,7 +323,7 @@ mod tests {
                 {"type": 3, "nexthop": "192.168.4.201"},
                 {"type": 5, "value": 120},
                 {"type": 8, "communities": [4227268615u64]},
-                {"type": 32, "values": [{"global_admin": 1, "local_data1": 2, "local_data2": 3}]}
+                {"type": 32, "value": [{"ASN": 1, "LocalData1": 2, "LocalData2": 3}]}
             ]}],
             "fd00:a1::/64": [{"best": true, "attrs": [
                 {"type": 14, "nexthop": "fd00:4::201", "afi": 2, "safi": 1, "value": [{"prefix": "fd00:a1::/64"}]}

@@ -1,0 +1,368 @@
+//! Lab benchmark of BGP mode at scale (issue #6): 10,000 Service IPs are
+//! assigned (controller running, EndpointSlices ready) before the three
+//! speakers start; then the time from speaker start until BIRD has
+//! installed all of them, the UPDATE messages each speaker sent
+//! (`metallb_bgp_updates_total`) and the speakers' peak RSS. Each trial
+//! stops the speakers (BIRD withdraws everything) and starts them again on
+//! the same 10,000 Services. Prints its figures; run as root after
+//! `cargo build --release --workspace --bins`:
+//!
+//! ```sh
+//! cargo bench -p ferrolb-e2e --bench bgp_scale
+//! ```
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark fails by panicking
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use ferrolb_e2e::cluster::{Cluster, http_get, ingress_ips, lb_service, spawn_controller};
+use ferrolb_e2e::lab::netns;
+use ferrolb_e2e::lab::{Lab, LabConfig};
+use ferrolb_e2e::routers::{Neighbor, RouterConfig, RouterKind};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::{Api, ListParams, PostParams};
+use serde_json::json;
+
+const SERVICES: usize = 10_000;
+const IN_FLIGHT: usize = 64;
+const TRIALS: usize = 5;
+const ROUTER_ASN: u32 = 64500;
+const NODE_ASN: u32 = 64512;
+/// How long one trial may take before the benchmark gives up.
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// RFC 2544's benchmarking range, announced only to the lab's BIRD (no
+/// traffic is sent to it).
+fn config(router: IpAddr) -> String {
+    format!(
+        "peers:
+- peer-address: {router}
+  peer-asn: {ROUTER_ASN}
+  my-asn: {NODE_ASN}
+address-pools:
+- name: bench
+  protocol: bgp
+  addresses:
+  - 198.18.0.0/17
+"
+    )
+}
+
+/// One trial's figures.
+struct Trial {
+    /// Speaker start -> BIRD has its first route from a speaker.
+    first_prefix: Duration,
+    /// Speaker start -> BIRD has a route to every Service IP.
+    all_prefixes: Duration,
+    /// Speaker start -> BIRD has every Service IP from all three nodes.
+    all_paths: Duration,
+    /// UPDATE messages sent, per speaker.
+    updates: Vec<u64>,
+    /// Peak RSS, per speaker, in bytes.
+    peak_rss: Vec<u64>,
+}
+
+fn main() {
+    let mut lab = Lab::up(&LabConfig {
+        nodes: 3,
+        routers: true,
+        ..LabConfig::default()
+    })
+    .expect("lab up (needs root, iproute2 and bird2)");
+    let router_host = lab
+        .topology()
+        .router(RouterKind::Bird)
+        .expect("the lab has router namespaces")
+        .clone();
+    let nodes = lab.nodes().to_vec();
+    let mut router_config = RouterConfig::new(ROUTER_ASN, router_host.ipv4);
+    for node in &nodes {
+        router_config =
+            router_config.neighbor(Neighbor::new(IpAddr::V4(node.ipv4), NODE_ASN).passive());
+    }
+    let _router = lab
+        .start_router(RouterKind::Bird, router_config)
+        .expect("start BIRD (Debian package bird2)");
+    let socket = lab.run_dir().join("bird").join("bird.ctl");
+    let socket = socket.display().to_string();
+
+    let cluster = Cluster::new(lab.control_plane().expect("control plane"));
+    cluster
+        .apply_config(&config(IpAddr::V4(router_host.ipv4)))
+        .expect("config");
+    spawn_controller(&mut lab, &[]).expect("controller");
+    let started = Instant::now();
+    create_services(&cluster, &nodes[0].name);
+    wait_all_ips(&cluster);
+    println!(
+        "setup: {SERVICES} Services with EndpointSlices created and assigned in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    let mut trials = Vec::new();
+    for trial in 1..=TRIALS {
+        let t = trial_once(&mut lab, &socket);
+        println!(
+            "trial {trial}: first prefix in BIRD {:.3} s, all {SERVICES} {:.3} s, from all 3 nodes {:.3} s, UPDATEs sent {:?}, peak RSS {:?} MB",
+            t.first_prefix.as_secs_f64(),
+            t.all_prefixes.as_secs_f64(),
+            t.all_paths.as_secs_f64(),
+            t.updates,
+            t.peak_rss
+                .iter()
+                .map(|b| format!("{:.1}", *b as f64 / 1e6))
+                .collect::<Vec<_>>()
+        );
+        trials.push(t);
+    }
+    report(
+        "speaker start -> first prefix in BIRD, s",
+        &trials
+            .iter()
+            .map(|t| t.first_prefix.as_secs_f64())
+            .collect::<Vec<_>>(),
+    );
+    report(
+        "speaker start -> all 10,000 prefixes in BIRD, s",
+        &trials
+            .iter()
+            .map(|t| t.all_prefixes.as_secs_f64())
+            .collect::<Vec<_>>(),
+    );
+    report(
+        "speaker start -> all 30,000 paths (3 nodes) in BIRD, s",
+        &trials
+            .iter()
+            .map(|t| t.all_paths.as_secs_f64())
+            .collect::<Vec<_>>(),
+    );
+    report(
+        "UPDATE messages per speaker",
+        &trials
+            .iter()
+            .flat_map(|t| t.updates.iter().map(|u| *u as f64))
+            .collect::<Vec<_>>(),
+    );
+    report(
+        "speaker peak RSS, MB",
+        &trials
+            .iter()
+            .flat_map(|t| t.peak_rss.iter().map(|b| *b as f64 / 1e6))
+            .collect::<Vec<_>>(),
+    );
+}
+
+fn report(what: &str, values: &[f64]) {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let median = v[v.len() / 2];
+    println!(
+        "{what}: median {median:.3}, min {:.3}, max {:.3} (n={})",
+        v[0],
+        v[v.len() - 1],
+        v.len()
+    );
+}
+
+/// Starts the three speakers, measures until BIRD has everything, reads
+/// their counters and peak RSS, then stops them and waits until BIRD's
+/// table is empty again.
+fn trial_once(lab: &mut Lab, socket: &str) -> Trial {
+    let nodes = lab.nodes().to_vec();
+    // BIRD's own static routes stay: count what the speakers add to them.
+    let (base_paths, base_prefixes) = route_count(socket);
+    let started = Instant::now();
+    let speakers: Vec<usize> = nodes
+        .iter()
+        .map(|n| {
+            lab.spawn_ferrolb("ferrolb-speaker", &n.name, &[])
+                .expect("start a speaker")
+        })
+        .collect();
+    let mut first_prefix = None;
+    let mut all_prefixes = None;
+    let all_paths = loop {
+        let (paths, prefixes) = route_count(socket);
+        let (paths, prefixes) = (
+            paths.saturating_sub(base_paths),
+            prefixes.saturating_sub(base_prefixes),
+        );
+        if first_prefix.is_none() && prefixes > 0 {
+            first_prefix = Some(started.elapsed());
+        }
+        if all_prefixes.is_none() && prefixes >= SERVICES as u64 {
+            all_prefixes = Some(started.elapsed());
+        }
+        if paths >= 3 * SERVICES as u64 {
+            break started.elapsed();
+        }
+        assert!(
+            started.elapsed() < TIMEOUT,
+            "BIRD has {paths} paths for {prefixes} prefixes after {TIMEOUT:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let all_prefixes = all_prefixes.unwrap_or(all_paths);
+    let first_prefix = first_prefix.unwrap_or(all_prefixes);
+
+    let mut updates = Vec::new();
+    let mut peak_rss = Vec::new();
+    for (node, index) in nodes.iter().zip(&speakers) {
+        let addr = SocketAddr::new(IpAddr::V4(node.ipv4), 7472);
+        let text = http_get(&node.netns, addr, "/metrics").expect("speaker /metrics");
+        updates.push(
+            updates_sent(&text).unwrap_or_else(|| {
+                panic!("no metallb_bgp_updates_total in {}'s /metrics", node.name)
+            }),
+        );
+        let pid = lab
+            .process(*index)
+            .and_then(|p| p.pid())
+            .expect("speaker pid");
+        peak_rss.push(peak_rss_of(pid));
+    }
+    for index in speakers {
+        lab.process(index)
+            .expect("a speaker")
+            .stop()
+            .expect("stop a speaker");
+    }
+    let stopped = Instant::now();
+    while route_count(socket).0 > base_paths {
+        assert!(
+            stopped.elapsed() < TIMEOUT,
+            "BIRD kept routes after the speakers stopped"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Trial {
+        first_prefix,
+        all_prefixes,
+        all_paths,
+        updates,
+        peak_rss,
+    }
+}
+
+/// (routes, networks) in BIRD's IPv4 table, from `birdc show route count`.
+fn route_count(socket: &str) -> (u64, u64) {
+    let text = netns::stdout(None, "birdc", &["-s", socket, "show", "route", "count"])
+        .expect("birdc show route count");
+    // "30000 of 30000 routes for 10000 networks in table master4"
+    text.lines()
+        .filter(|l| l.contains("table master4"))
+        .find_map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            let routes = words.first()?.parse().ok()?;
+            let at = words.iter().position(|w| *w == "for")?;
+            let networks = words.get(at + 1)?.parse().ok()?;
+            Some((routes, networks))
+        })
+        .unwrap_or((0, 0))
+}
+
+/// The sum of `metallb_bgp_updates_total` over the speaker's sessions.
+fn updates_sent(metrics: &str) -> Option<u64> {
+    let values: Vec<u64> = metrics
+        .lines()
+        .filter(|l| l.starts_with("metallb_bgp_updates_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|v| v as u64)
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
+}
+
+/// Creates the Services (no node ports: the test API server has too few)
+/// and an EndpointSlice each with a ready endpoint on `node`.
+fn create_services(cluster: &Cluster, node: &str) {
+    let node = node.to_string();
+    cluster
+        .control_plane()
+        .run(|client| async move {
+            let services: Api<Service> = Api::namespaced(client.clone(), "default");
+            let slices: Api<EndpointSlice> = Api::namespaced(client, "default");
+            futures::stream::iter(0..SERVICES)
+                .map(|i| {
+                    let services = services.clone();
+                    let slices = slices.clone();
+                    let name = format!("svc-{i}");
+                    let mut svc = lb_service(&name, &[80], &[]);
+                    if let Some(spec) = svc.spec.as_mut() {
+                        spec.allocate_load_balancer_node_ports = Some(false);
+                    }
+                    let slice: EndpointSlice = serde_json::from_value(json!({
+                        "metadata": {
+                            "name": format!("{name}-bench"),
+                            "namespace": "default",
+                            "labels": {"kubernetes.io/service-name": name},
+                        },
+                        "addressType": "IPv4",
+                        "endpoints": [{
+                            "addresses": ["10.244.1.10"],
+                            "nodeName": node,
+                            "conditions": {"ready": true},
+                        }],
+                    }))
+                    .expect("an EndpointSlice");
+                    async move {
+                        slices
+                            .create(&PostParams::default(), &slice)
+                            .await
+                            .expect("create an EndpointSlice");
+                        services
+                            .create(&PostParams::default(), &svc)
+                            .await
+                            .expect("create a Service");
+                    }
+                })
+                .buffer_unordered(IN_FLIGHT)
+                .collect::<Vec<()>>()
+                .await;
+            Ok::<(), kube::Error>(())
+        })
+        .expect("API run")
+        .expect("create Services");
+}
+
+/// Waits until every Service has an address.
+fn wait_all_ips(cluster: &Cluster) {
+    let started = Instant::now();
+    loop {
+        let with_ip = cluster
+            .control_plane()
+            .run(|client| async move {
+                let services: Api<Service> = Api::namespaced(client, "default");
+                let list = services.list(&ListParams::default()).await?;
+                Ok::<usize, kube::Error>(
+                    list.items
+                        .iter()
+                        .filter(|s| !ingress_ips(s).is_empty())
+                        .count(),
+                )
+            })
+            .expect("API run")
+            .expect("list Services");
+        if with_ip >= SERVICES {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "only {with_ip} of {SERVICES} Services have an address"
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
+}
+
+/// VmHWM (peak resident set) of a process, in bytes.
+fn peak_rss_of(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+        .expect("VmHWM")
+}
