@@ -234,15 +234,13 @@ pub fn desired_for_node(node: &str, snapshot: &Snapshot) -> Desired {
     desired
 }
 
+/// Builders shared by the election and BGP tests.
 #[cfg(test)]
-mod tests {
+pub(crate) mod fixtures {
     use super::*;
     use ferrolb_config::model::{AddressBlock, LabelSelector, Origin, Pool};
 
-    const POOL_V4: &str = "10.0.0.0/24";
-    const POOL_V6: &str = "fc00::/120";
-
-    fn pool(name: &str, nets: &[&str]) -> Pool {
+    pub(crate) fn pool(name: &str, nets: &[&str]) -> Pool {
         Pool {
             name: name.into(),
             blocks: nets
@@ -256,12 +254,43 @@ mod tests {
         }
     }
 
-    fn selector(key: &str, value: &str) -> LabelSelector {
+    pub(crate) fn selector(key: &str, value: &str) -> LabelSelector {
         LabelSelector {
             match_labels: [(key.to_string(), value.to_string())].into(),
             match_expressions: vec![],
         }
     }
+
+    pub(crate) fn ready_on(node: &str) -> Endpoint {
+        Endpoint {
+            node_name: Some(node.into()),
+            ready: Some(true),
+        }
+    }
+
+    pub(crate) fn service(
+        name: &str,
+        ips: &[&str],
+        policy: TrafficPolicy,
+        endpoints: Vec<Endpoint>,
+    ) -> ServiceView {
+        ServiceView {
+            key: ServiceKey::new("default", name),
+            ips: ips.iter().map(|s| s.parse().unwrap()).collect(),
+            traffic_policy: policy,
+            endpoints,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::*;
+    use super::*;
+    use ferrolb_config::model::LabelSelector;
+
+    const POOL_V4: &str = "10.0.0.0/24";
+    const POOL_V6: &str = "fc00::/120";
 
     fn l2(
         name: &str,
@@ -274,27 +303,6 @@ mod tests {
             pools: pools.iter().map(|s| s.to_string()).collect(),
             node_selectors: selectors,
             interfaces: ifs.iter().map(|s| s.to_string()).collect(),
-        }
-    }
-
-    fn ready_on(node: &str) -> Endpoint {
-        Endpoint {
-            node_name: Some(node.into()),
-            ready: Some(true),
-        }
-    }
-
-    fn service(
-        name: &str,
-        ips: &[&str],
-        policy: TrafficPolicy,
-        endpoints: Vec<Endpoint>,
-    ) -> ServiceView {
-        ServiceView {
-            key: ServiceKey::new("default", name),
-            ips: ips.iter().map(|s| s.parse().unwrap()).collect(),
-            traffic_policy: policy,
-            endpoints,
         }
     }
 

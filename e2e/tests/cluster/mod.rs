@@ -63,15 +63,24 @@ impl Cluster {
     /// the `config` ConfigMap; returns once every speaker is ready and sees
     /// all the others. Fails loudly without root or the lab's tools.
     pub fn up(config: &str) -> Self {
-        require_tools(&[
-            ("ip", "iproute2"),
-            ("arping", "arping"),
-            ("ndisc6", "ndisc6"),
-        ])
-        .unwrap_or_else(|e| panic!("{e}"));
+        Self::start(
+            config,
+            false,
+            &[
+                ("ip", "iproute2"),
+                ("arping", "arping"),
+                ("ndisc6", "ndisc6"),
+            ],
+        )
+    }
+
+    /// A 3-node lab (with router namespaces or not) running the controller
+    /// and a speaker per node on `config`, once every speaker has converged.
+    fn start(config: &str, routers: bool, tools: &[(&str, &str)]) -> Self {
+        require_tools(tools).unwrap_or_else(|e| panic!("{e}"));
         let lab = Lab::up(&LabConfig {
             nodes: 3,
-            routers: false,
+            routers,
             control_plane: Some(ApiServer::from_env()),
             ..LabConfig::default()
         })
@@ -599,26 +608,7 @@ impl Cluster {
     /// (BIRD, FRR, GoBGP); starting a router is up to the test. Fails
     /// loudly without root or the lab's tools.
     pub fn up_with_routers(config: &str) -> Self {
-        require_tools(&[("ip", "iproute2")]).unwrap_or_else(|e| panic!("{e}"));
-        let lab = Lab::up(&LabConfig {
-            nodes: 3,
-            routers: true,
-            control_plane: Some(ApiServer::from_env()),
-            ..LabConfig::default()
-        })
-        .unwrap_or_else(|e| panic!("lab up (needs root and iproute2): {e}"));
-        let mut cluster = Cluster {
-            lab,
-            speakers: BTreeMap::new(),
-        };
-        cluster.apply_config(config);
-        cluster.start_controller();
-        let names: Vec<String> = cluster.nodes().iter().map(|n| n.name.clone()).collect();
-        for node in &names {
-            cluster.start_speaker(node);
-        }
-        cluster.wait_converged();
-        cluster
+        Self::start(config, true, &[("ip", "iproute2")])
     }
 
     /// Deletes Service `service` from [`APPS`].

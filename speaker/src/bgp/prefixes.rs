@@ -185,30 +185,10 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use ferrolb_config::model::{AddressBlock, Config, LabelSelector, Origin, Pool};
+    use ferrolb_config::model::{Config, LabelSelector};
 
     use crate::election::Endpoint;
-
-    fn pool(name: &str, nets: &[&str]) -> Pool {
-        Pool {
-            name: name.into(),
-            blocks: nets
-                .iter()
-                .map(|n| AddressBlock::from_net(n.parse().unwrap()))
-                .collect(),
-            auto_assign: true,
-            avoid_buggy_ips: false,
-            allocation: None,
-            origin: Origin::ConfigMap { index: 0 },
-        }
-    }
-
-    fn selector(key: &str, value: &str) -> LabelSelector {
-        LabelSelector {
-            match_labels: [(key.to_string(), value.to_string())].into(),
-            match_expressions: vec![],
-        }
-    }
+    use crate::election::fixtures::*;
 
     fn peer(name: &str, my_asn: u32, peer_asn: u32, selectors: Vec<LabelSelector>) -> Peer {
         Peer {
@@ -241,31 +221,10 @@ mod tests {
         }
     }
 
-    fn ready_on(node: &str) -> Endpoint {
-        Endpoint {
-            node_name: Some(node.into()),
-            ready: Some(true),
-        }
-    }
-
     fn not_ready_on(node: &str) -> Endpoint {
         Endpoint {
             node_name: Some(node.into()),
             ready: Some(false),
-        }
-    }
-
-    fn service(
-        name: &str,
-        ips: &[&str],
-        policy: TrafficPolicy,
-        endpoints: Vec<Endpoint>,
-    ) -> ServiceView {
-        ServiceView {
-            key: ServiceKey::new("default", name),
-            ips: ips.iter().map(|s| s.parse().unwrap()).collect(),
-            traffic_policy: policy,
-            endpoints,
         }
     }
 
