@@ -24,6 +24,10 @@ done
 
 rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy
 
+# Incremental caches double the size of a one-off build; CI builds once.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+df -h . | awk 'NR==2 {print "disk free for target/: " $4}'
+
 echo "== format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
