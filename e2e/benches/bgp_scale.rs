@@ -63,6 +63,9 @@ struct Trial {
     updates: Vec<u64>,
     /// Peak RSS, per speaker, in bytes.
     peak_rss: Vec<u64>,
+    /// CPU seconds each lab process (speakers, API server, controller)
+    /// spent from speaker start until BIRD had every path.
+    cpu: Vec<(String, f64)>,
 }
 
 fn main() {
@@ -115,6 +118,14 @@ fn main() {
                 .iter()
                 .map(|b| format!("{:.1}", *b as f64 / 1e6))
                 .collect::<Vec<_>>()
+        );
+        println!(
+            "trial {trial}: CPU s until converged: {}",
+            t.cpu
+                .iter()
+                .map(|(name, s)| format!("{name} {s:.2}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         trials.push(t);
     }
@@ -174,6 +185,7 @@ fn trial_once(lab: &mut Lab, socket: &str) -> Trial {
     let nodes = lab.nodes().to_vec();
     // BIRD's own static routes stay: count what the speakers add to them.
     let (base_paths, base_prefixes) = route_count(socket);
+    let cpu_before = cpu_seconds(lab);
     let started = Instant::now();
     let speakers: Vec<usize> = nodes
         .iter()
@@ -205,6 +217,17 @@ fn trial_once(lab: &mut Lab, socket: &str) -> Trial {
         );
         std::thread::sleep(Duration::from_millis(10));
     };
+    let cpu_after = cpu_seconds(lab);
+    let cpu = cpu_after
+        .into_iter()
+        .map(|(name, after)| {
+            let before = cpu_before
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map_or(0.0, |(_, b)| *b);
+            (name, after - before)
+        })
+        .collect();
     let all_prefixes = all_prefixes.unwrap_or(all_paths);
     let first_prefix = first_prefix.unwrap_or(all_prefixes);
 
@@ -223,6 +246,9 @@ fn trial_once(lab: &mut Lab, socket: &str) -> Trial {
             .and_then(|p| p.pid())
             .expect("speaker pid");
         peak_rss.push(peak_rss_of(pid));
+        if node.name == nodes[0].name {
+            println!("{}: {}", node.name, rss_parts(pid));
+        }
     }
     for index in speakers {
         lab.process(index)
@@ -244,7 +270,25 @@ fn trial_once(lab: &mut Lab, socket: &str) -> Trial {
         all_paths,
         updates,
         peak_rss,
+        cpu,
     }
+}
+
+/// CPU seconds (user + system) used so far by each running lab process.
+fn cpu_seconds(lab: &Lab) -> Vec<(String, f64)> {
+    lab.processes()
+        .iter()
+        .filter_map(|p| {
+            let stat = std::fs::read_to_string(format!("/proc/{}/stat", p.pid()?)).ok()?;
+            // Fields after the parenthesised command name: utime and stime
+            // are the 12th and 13th, in clock ticks (100 a second on Linux).
+            let rest = stat.rsplit_once(')')?.1;
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let ticks: u64 =
+                fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+            Some((p.name().to_string(), ticks as f64 / 100.0))
+        })
+        .collect()
 }
 
 /// (routes, networks) in BIRD's IPv4 table, from `birdc show route count`.
@@ -354,6 +398,25 @@ fn wait_all_ips(cluster: &Cluster) {
         );
         std::thread::sleep(Duration::from_secs(2));
     }
+}
+
+/// What the resident set of a process is made of now (heap and stacks
+/// are anonymous; the binary's pages are file-backed).
+fn rss_parts(pid: u32) -> String {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    let field = |name: &str| {
+        rollup
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1000.0)
+    };
+    format!(
+        "RSS now {:.1} MB: anonymous {:.1} MB, file-backed {:.1} MB",
+        field("Rss:"),
+        field("Anonymous:"),
+        field("Rss:") - field("Anonymous:")
+    )
 }
 
 /// VmHWM (peak resident set) of a process, in bytes.

@@ -47,6 +47,65 @@ impl fmt::Display for ServiceIp {
     }
 }
 
+/// The Services holding one address, in order, without repeats. Almost
+/// always one: a sorted `Vec` costs a tenth of a `BTreeSet`, which
+/// allocates room for eleven keys for the first.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ServiceSet(Vec<ServiceKey>);
+
+impl ServiceSet {
+    /// Adds `service`; false if it was there already.
+    pub fn insert(&mut self, service: ServiceKey) -> bool {
+        match self.0.binary_search(&service) {
+            Ok(_) => false,
+            Err(at) => {
+                // Room for exactly one at first (a Vec would make it four).
+                self.0.reserve_exact(1);
+                self.0.insert(at, service);
+                true
+            }
+        }
+    }
+
+    /// Whether `service` is in the set.
+    pub fn contains(&self, service: &ServiceKey) -> bool {
+        self.0.binary_search(service).is_ok()
+    }
+
+    /// The Services, in order.
+    pub fn iter(&self) -> std::slice::Iter<'_, ServiceKey> {
+        self.0.iter()
+    }
+
+    /// How many Services.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<'a> IntoIterator for &'a ServiceSet {
+    type Item = &'a ServiceKey;
+    type IntoIter = std::slice::Iter<'a, ServiceKey>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+impl FromIterator<ServiceKey> for ServiceSet {
+    fn from_iter<I: IntoIterator<Item = ServiceKey>>(iter: I) -> Self {
+        let mut keys: Vec<ServiceKey> = iter.into_iter().collect();
+        keys.sort();
+        keys.dedup();
+        Self(keys)
+    }
+}
+
 /// On which of the node's interfaces an address is announced.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Interfaces {
@@ -224,6 +283,46 @@ mod tests {
 
     fn ip(s: &str) -> ServiceIp {
         ServiceIp::new(s.parse().unwrap())
+    }
+
+    #[test]
+    fn service_set_rules() {
+        let k = |n: &str| ServiceKey::new("default", n);
+        // (rule, inserted in order, members wanted in order, insert results)
+        type Case<'a> = (&'a str, Vec<&'a str>, Vec<&'a str>, Vec<bool>);
+        let cases: Vec<Case> = vec![
+            (
+                "one_service_is_one_member",
+                vec!["a"],
+                vec!["a"],
+                vec![true],
+            ),
+            (
+                "members_are_kept_in_order",
+                vec!["c", "a", "b"],
+                vec!["a", "b", "c"],
+                vec![true, true, true],
+            ),
+            (
+                "a_repeat_is_not_added_twice",
+                vec!["a", "b", "a"],
+                vec!["a", "b"],
+                vec![true, true, false],
+            ),
+        ];
+        for (rule, inserted, want, results) in cases {
+            let mut set = ServiceSet::default();
+            let got: Vec<bool> = inserted.iter().map(|n| set.insert(k(n))).collect();
+            assert_eq!(got, results, "{rule}");
+            let members: Vec<&str> = set.iter().map(|s| s.name.as_str()).collect();
+            assert_eq!(members, want, "{rule}");
+            assert_eq!(set.len(), want.len(), "{rule}");
+            assert!(want.iter().all(|n| set.contains(&k(n))), "{rule}");
+            assert!(!set.contains(&k("zzz")), "{rule}");
+            let collected: ServiceSet = inserted.iter().map(|n| k(n)).collect();
+            assert_eq!(collected, set, "{rule}: collecting sorts and deduplicates");
+        }
+        assert!(ServiceSet::default().is_empty());
     }
 
     fn desired(entries: &[(&str, Interfaces, &[&str])]) -> Desired {

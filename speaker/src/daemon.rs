@@ -21,8 +21,7 @@ use std::time::{Duration, Instant};
 
 use ferrolb_config::crd;
 use ferrolb_config::model::Config;
-use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Secret, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Secret};
 use kube::Resource;
 use kube::api::Api;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -35,7 +34,10 @@ use crate::announce::{Announcer, Desired, Protocol, ServiceIp, ServiceKey};
 use crate::bgp::{BgpDesired, BgpSpeaker, PeerSecrets, desired_bgp};
 use crate::election::{self, Snapshot};
 use crate::k8s::events::EventSink;
+use crate::k8s::partial::{EndpointSlice, Service};
+use crate::k8s::projection::{self, Projection};
 use crate::k8s::snapshot::{self, Seed};
+use crate::k8s::snapshot::{ServiceRecord, SliceRecord};
 use crate::k8s::watch::{self, Change, Source};
 use crate::layer2::interfaces;
 use crate::layer2::responder::Layer2Responder;
@@ -103,8 +105,8 @@ const CRD_SOURCES: [&str; 6] = [
 
 /// The reflector stores the loop reads from.
 struct Stores {
-    services: Store<Service>,
-    slices: Store<EndpointSlice>,
+    services: Projection<ServiceRecord>,
+    slices: Projection<SliceRecord>,
     nodes: Store<Node>,
     pods: Store<Pod>,
     secrets: Store<Secret>,
@@ -178,20 +180,21 @@ where
 fn start_watchers(client: &kube::Client, opts: &Options, tx: &UnboundedSender<Change>) -> Stores {
     let ns = opts.namespace.as_str();
     let by_name = |name: &str| watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let lb_class = opts.lb_class.clone();
     Stores {
-        services: watch::spawn(
-            Api::all(client.clone()),
+        services: projection::spawn(
+            Api::<Service>::all(client.clone()),
             watcher::Config::default(),
             Source::Services,
             tx.clone(),
-            watch::trim_metadata,
+            move |s| snapshot::service_record(s, lb_class.as_deref()),
         ),
-        slices: watch::spawn(
-            Api::all(client.clone()),
+        slices: projection::spawn(
+            Api::<EndpointSlice>::all(client.clone()),
             watcher::Config::default(),
             Source::EndpointSlices,
             tx.clone(),
-            watch::trim_metadata,
+            snapshot::slice_record,
         ),
         nodes: watch::spawn(
             Api::all(client.clone()),
@@ -615,15 +618,15 @@ impl Speaker {
 
     /// The snapshot of everything known now.
     fn snapshot(&self, config: Arc<Config>, members: LiveMembers) -> Snapshot {
-        let slices = self.stores.slices.state();
-        let index = snapshot::endpoint_index(slices.iter().map(|s| s.as_ref()));
-        let lb_class = self.opts.lb_class.as_deref();
+        let mut index = snapshot::endpoint_index(self.stores.slices.read().values());
         let services = self
             .stores
             .services
-            .state()
+            .read()
             .iter()
-            .filter_map(|s| snapshot::service_view(s, lb_class, &index))
+            .map(|((namespace, name), record)| {
+                snapshot::service_view(ServiceKey::new(namespace, name), record, &mut index)
+            })
             .collect();
         let nodes = self.stores.nodes.state();
         Snapshot {
@@ -672,10 +675,13 @@ impl Speaker {
     /// Queues one `nodeAssigned` Event per Service in `services`.
     fn node_assigned(&self, services: BTreeSet<ServiceKey>, protocol: Protocol) {
         for service in services {
-            let key = ObjectRef::new(&service.name).within(&service.namespace);
-            if let Some(svc) = self.stores.services.get(&key) {
-                self.events
-                    .node_assigned(svc.object_ref(&()), &self.opts.node_name, protocol);
+            let key = (service.namespace.clone(), service.name.clone());
+            if let Some(record) = self.stores.services.get(&key) {
+                self.events.node_assigned(
+                    snapshot::service_reference(&service, &record),
+                    &self.opts.node_name,
+                    protocol,
+                );
             }
         }
     }

@@ -105,11 +105,29 @@ impl Collection {
         &'a self,
         namespace: Option<&'a str>,
     ) -> Box<dyn Iterator<Item = (&'a ObjectKey, &'a Arc<Value>)> + 'a> {
+        self.iter_after(namespace, None)
+    }
+
+    /// Like [`Collection::iter_namespace`], but only the keys after `after`
+    /// (a continue token's last key): a page starts where the last one ended
+    /// instead of walking past every earlier object again.
+    pub fn iter_after<'a>(
+        &'a self,
+        namespace: Option<&'a str>,
+        after: Option<&ObjectKey>,
+    ) -> Box<dyn Iterator<Item = (&'a ObjectKey, &'a Arc<Value>)> + 'a> {
+        use std::ops::Bound;
+        let start = match (after, namespace) {
+            (Some(key), _) => Bound::Excluded(key.clone()),
+            (None, Some(ns)) => Bound::Included(ObjectKey::new(ns, "")),
+            (None, None) => Bound::Unbounded,
+        };
+        let range = self.objects.range((start, Bound::Unbounded));
         match namespace {
-            None => Box::new(self.objects.iter()),
+            None => Box::new(range),
             Some(ns) => Box::new(
-                self.objects
-                    .range(ObjectKey::new(ns, "")..)
+                range
+                    .skip_while(move |(k, _)| k.namespace.as_str() < ns)
                     .take_while(move |(k, _)| k.namespace == ns),
             ),
         }

@@ -617,19 +617,22 @@ pub fn list(
     let mut remaining = 0usize;
     let mut last_key = None;
     if let Some(coll) = state.store.get_collection(&kind.storage) {
-        for (key, obj) in coll.iter_namespace(ns_filter) {
-            if after.as_ref().is_some_and(|a| key <= a) {
-                continue;
-            }
+        let mut objects = coll.iter_after(ns_filter, after.as_ref());
+        for (key, obj) in objects.by_ref() {
             if !params.labels.matches(obj) || !params.fields.matches(obj) {
                 continue;
             }
             if params.limit > 0 && items.len() >= params.limit {
-                remaining += 1;
-                continue;
+                // One more exists: enough for a continue token. The real
+                // server counts the rest only when nothing is filtered out.
+                remaining = 1;
+                break;
             }
             last_key = Some(key.clone());
             items.push(obj.clone());
+        }
+        if remaining > 0 && !params.selective {
+            remaining += objects.count();
         }
     }
     let continue_token = (remaining > 0)

@@ -137,35 +137,148 @@ async fn list_filters_by_field_selector_on_name_and_namespace() {
     assert_eq!((err.code, err.reason.as_str()), (400, "BadRequest"));
 }
 
-#[tokio::test]
-async fn list_pages_with_limit_and_continue_cover_every_object_once() {
-    let c = start().await;
-    let cms: Api<ConfigMap> = Api::namespaced(c.client.clone(), "default");
-    for i in 0..7 {
-        cms.create(&PostParams::default(), &config_map(&format!("cm-{i}"), &[]))
-            .await
-            .unwrap();
-    }
+/// Pages through `api` three objects at a time: the names in order, the
+/// number of pages, and the `remainingItemCount` of each page.
+async fn pages(
+    api: &Api<ConfigMap>,
+    selector: Option<&str>,
+) -> (Vec<String>, usize, Vec<Option<i64>>) {
     let mut names = Vec::new();
+    let mut remaining = Vec::new();
     let mut token: Option<String> = None;
-    let mut pages = 0;
+    let mut count = 0;
     loop {
         let mut lp = ListParams::default().limit(3);
+        if let Some(s) = selector {
+            lp = lp.labels(s);
+        }
         if let Some(t) = &token {
             lp = lp.continue_token(t);
         }
-        let page = cms.list(&lp).await.unwrap();
-        pages += 1;
+        let page = api.list(&lp).await.unwrap();
+        count += 1;
         assert!(page.items.len() <= 3);
-        names.extend(page.items.into_iter().map(|cm| cm.metadata.name.unwrap()));
+        names.extend(page.items.into_iter().map(|cm| {
+            format!(
+                "{}/{}",
+                cm.metadata.namespace.unwrap(),
+                cm.metadata.name.unwrap()
+            )
+        }));
+        remaining.push(page.metadata.remaining_item_count);
         token = page.metadata.continue_.filter(|t| !t.is_empty());
         if token.is_none() {
             break;
         }
     }
-    assert_eq!(pages, 3);
-    let want: Vec<String> = (0..7).map(|i| format!("cm-{i}")).collect();
-    assert_eq!(names, want);
+    (names, count, remaining)
+}
+
+#[tokio::test]
+async fn list_pages_with_limit_and_continue_cover_every_object_once() {
+    let c = start().await;
+    let nss: Api<Namespace> = Api::all(c.client.clone());
+    // Namespaces sorting before and after "default", so that a namespaced
+    // page must neither start in nor run into its neighbours.
+    for ns in ["aaa", "zzz"] {
+        let namespace = Namespace {
+            metadata: ObjectMeta {
+                name: Some(ns.into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        nss.create(&PostParams::default(), &namespace)
+            .await
+            .unwrap();
+    }
+    for ns in ["aaa", "default", "zzz"] {
+        let cms: Api<ConfigMap> = Api::namespaced(c.client.clone(), ns);
+        for i in 0..7 {
+            let labels: &[(&str, &str)] = if i % 2 == 0 { &[("even", "yes")] } else { &[] };
+            cms.create(
+                &PostParams::default(),
+                &config_map(&format!("cm-{i}"), labels),
+            )
+            .await
+            .unwrap();
+        }
+    }
+    let in_ns = |ns: &str, only_even: bool| -> Vec<String> {
+        (0..7)
+            .filter(|i| !only_even || i % 2 == 0)
+            .map(|i| format!("{ns}/cm-{i}"))
+            .collect()
+    };
+    let all = |only_even: bool| -> Vec<String> {
+        ["aaa", "default", "zzz"]
+            .iter()
+            .flat_map(|ns| in_ns(ns, only_even))
+            .collect()
+    };
+    // (rule, api, selector, names wanted, pages wanted, remainingItemCount wanted)
+    type Case<'a> = (
+        &'a str,
+        Api<ConfigMap>,
+        Option<&'a str>,
+        Vec<String>,
+        usize,
+        Vec<Option<i64>>,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "a_namespace_is_paged_without_its_neighbours",
+            Api::namespaced(c.client.clone(), "default"),
+            None,
+            in_ns("default", false),
+            3,
+            vec![Some(4), Some(1), None],
+        ),
+        (
+            "the_first_namespace_is_paged_without_the_next",
+            Api::namespaced(c.client.clone(), "aaa"),
+            None,
+            in_ns("aaa", false),
+            3,
+            vec![Some(4), Some(1), None],
+        ),
+        (
+            "all_namespaces_are_paged_in_key_order",
+            Api::all(c.client.clone()),
+            None,
+            all(false),
+            7,
+            vec![
+                Some(18),
+                Some(15),
+                Some(12),
+                Some(9),
+                Some(6),
+                Some(3),
+                None,
+            ],
+        ),
+        (
+            "a_selective_list_pages_the_matches_without_a_count",
+            Api::namespaced(c.client.clone(), "default"),
+            Some("even=yes"),
+            in_ns("default", true),
+            2,
+            vec![None, None],
+        ),
+        (
+            "a_selective_list_over_all_namespaces",
+            Api::all(c.client.clone()),
+            Some("even=yes"),
+            all(true),
+            4,
+            vec![None, None, None, None],
+        ),
+    ];
+    for (rule, api, selector, names, page_count, remaining) in cases {
+        let got = pages(&api, selector).await;
+        assert_eq!(got, (names, page_count, remaining), "{rule}");
+    }
 }
 
 #[tokio::test]

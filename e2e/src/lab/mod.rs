@@ -31,6 +31,9 @@ pub const APISERVER_CMD_ENV: &str = "FERROLB_E2E_APISERVER_CMD";
 /// Environment variable: the kubeconfig clients use in real-cluster mode.
 pub const KUBECONFIG_ENV: &str = "FERROLB_E2E_KUBECONFIG";
 /// How long the API server gets to become ready.
+/// When set, a lab keeps its logs (under `$TMPDIR/ferrolb-lab-logs/`) also
+/// when it ends without a panic: for reading what a benchmark's daemons did.
+pub const KEEP_LOGS: &str = "FERROLB_LAB_KEEP_LOGS";
 const API_READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long the responders get to start listening.
 const RESPONDER_READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -377,7 +380,7 @@ impl Lab {
             return Ok(());
         }
         self.torn_down = true;
-        if std::thread::panicking() {
+        if std::thread::panicking() || std::env::var_os(KEEP_LOGS).is_some() {
             self.keep_logs();
         }
         for p in &mut self.processes {
@@ -390,8 +393,8 @@ impl Lab {
     }
 
     /// Copies every `*.log` of the run folder (routers' included) to
-    /// `$TMPDIR/ferrolb-lab-logs/<prefix>/`, so that a failed test can be understood after the
-    /// lab is gone.
+    /// `$TMPDIR/ferrolb-lab-logs/<prefix>/`, on a panic or when [`KEEP_LOGS`]
+    /// is set, so that a run can be understood after the lab is gone.
     fn keep_logs(&self) {
         let target = std::env::temp_dir()
             .join("ferrolb-lab-logs")
@@ -411,7 +414,7 @@ impl Lab {
                 }
             }
         }
-        tracing::warn!(prefix = %self.topology.prefix, logs = %target.display(), "lab torn down during a panic; logs kept");
+        tracing::warn!(prefix = %self.topology.prefix, logs = %target.display(), "lab torn down; logs kept");
     }
 
     fn build_network(&self) -> Result<(), LabError> {

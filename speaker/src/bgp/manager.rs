@@ -98,7 +98,7 @@ impl BgpSpeaker {
                 name.clone(),
                 (
                     SessionSettings::from_peer(&peer.peer, password),
-                    Arc::new(peer.routes.clone()),
+                    peer.routes.clone(),
                 ),
             );
         }

@@ -6,11 +6,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ferrolb_config::model::{BgpAdvertisement, Community, Peer, any_selector_matches};
 use ipnet::IpNet;
 
-use crate::announce::{ServiceIp, ServiceKey};
+use crate::announce::{ServiceIp, ServiceKey, ServiceSet};
 use crate::election::{EXCLUDE_LABEL, ServiceView, Snapshot, TrafficPolicy};
 
 /// The path attributes a prefix carries beyond those fixed by the session
@@ -31,8 +32,9 @@ pub type PeerRoutes = BTreeMap<IpNet, RouteAttributes>;
 pub struct PeerDesired {
     /// The peer's configuration (its password may still name a Secret).
     pub peer: Peer,
-    /// The prefixes to announce to it.
-    pub routes: PeerRoutes,
+    /// The prefixes to announce to it, shared with the session that
+    /// announces them (at 10,000 Services a copy is a megabyte).
+    pub routes: Arc<PeerRoutes>,
 }
 
 /// Everything this node must do over BGP right now.
@@ -42,7 +44,7 @@ pub struct BgpDesired {
     pub peers: BTreeMap<String, PeerDesired>,
     /// The Service addresses announced to at least one peer, with their
     /// Services (for `metallb_speaker_announced` and `nodeAssigned` Events).
-    pub announced: BTreeMap<ServiceIp, BTreeSet<ServiceKey>>,
+    pub announced: BTreeMap<ServiceIp, ServiceSet>,
 }
 
 impl BgpDesired {
@@ -129,7 +131,7 @@ pub fn desired_bgp(node: &str, snapshot: &Snapshot) -> BgpDesired {
                 peer.name.clone(),
                 PeerDesired {
                     peer: peer.clone(),
-                    routes: PeerRoutes::new(),
+                    routes: Arc::new(PeerRoutes::new()),
                 },
             );
         }
@@ -156,10 +158,11 @@ pub fn desired_bgp(node: &str, snapshot: &Snapshot) -> BgpDesired {
                         continue;
                     }
                     let attrs = attributes(ad, &wanted.peer);
-                    match wanted.routes.get_mut(&prefix) {
+                    // Unique while being built: make_mut does not copy.
+                    match Arc::make_mut(&mut wanted.routes).get_mut(&prefix) {
                         Some(existing) => merge(existing, attrs),
                         None => {
-                            wanted.routes.insert(prefix, attrs);
+                            Arc::make_mut(&mut wanted.routes).insert(prefix, attrs);
                         }
                     }
                     announced = true;

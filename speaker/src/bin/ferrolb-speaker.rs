@@ -71,9 +71,12 @@ struct Args {
     kubeconfig: Option<PathBuf>,
 }
 
-// Two workers whatever the core count: the speaker's work is small, and
-// every worker thread costs memory on large nodes.
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+// One thread: the speaker's work is small and mostly waiting; every worker
+// thread costs memory (its stack and its own malloc arena), and at 10,000
+// Services a second one bought no speed. The one heavy step, recomputing
+// the announcements, takes milliseconds, well inside memberlist's probe
+// timeout and a client's ARP retry.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(

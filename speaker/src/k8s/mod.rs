@@ -2,5 +2,7 @@
 //! translation of objects into election inputs, and the Events it records.
 
 pub mod events;
+pub mod partial;
+pub mod projection;
 pub mod snapshot;
 pub mod watch;

@@ -5,8 +5,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 
-use k8s_openapi::api::core::v1::{Node, Pod, Secret, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod, Secret};
+
+use super::partial::{EndpointSlice, Service};
 
 use crate::announce::ServiceKey;
 use crate::bgp::PeerSecrets;
@@ -26,29 +27,43 @@ pub const PASSWORD_KEY: &str = "password";
 /// The endpoints of every Service, by Service.
 pub type EndpointIndex = HashMap<ServiceKey, Vec<Endpoint>>;
 
-/// Groups the endpoints of all EndpointSlices by the Service they belong to.
-pub fn endpoint_index<'a>(slices: impl IntoIterator<Item = &'a EndpointSlice>) -> EndpointIndex {
-    let mut index = EndpointIndex::new();
-    for slice in slices {
-        let Some(service) = slice
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(SERVICE_NAME_LABEL))
-        else {
-            continue;
-        };
-        let key = ServiceKey::new(
+/// What the speaker keeps of an EndpointSlice: its Service and endpoints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SliceRecord {
+    /// The Service named by the `kubernetes.io/service-name` label.
+    pub service: ServiceKey,
+    /// Its endpoints, reduced to node and readiness.
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// The record of `slice`, or `None` when it names no Service.
+pub fn slice_record(slice: &EndpointSlice) -> Option<SliceRecord> {
+    let service = slice.metadata.labels.as_ref()?.get(SERVICE_NAME_LABEL)?;
+    Some(SliceRecord {
+        service: ServiceKey::new(
             slice.metadata.namespace.clone().unwrap_or_default(),
             service.clone(),
-        );
-        index
-            .entry(key)
-            .or_default()
-            .extend(slice.endpoints.iter().flatten().map(|e| Endpoint {
+        ),
+        endpoints: slice
+            .endpoints
+            .iter()
+            .flatten()
+            .map(|e| Endpoint {
                 node_name: e.node_name.clone(),
                 ready: e.conditions.as_ref().and_then(|c| c.ready),
-            }));
+            })
+            .collect(),
+    })
+}
+
+/// Groups the endpoints of all EndpointSlices by the Service they belong to.
+pub fn endpoint_index<'a>(slices: impl IntoIterator<Item = &'a SliceRecord>) -> EndpointIndex {
+    let mut index = EndpointIndex::new();
+    for slice in slices {
+        index
+            .entry(slice.service.clone())
+            .or_default()
+            .extend(slice.endpoints.iter().cloned());
     }
     index
 }
@@ -62,13 +77,20 @@ pub fn is_handled(service: &Service, lb_class: Option<&str>) -> bool {
     spec.type_.as_deref() == Some("LoadBalancer") && spec.load_balancer_class.as_deref() == lb_class
 }
 
-/// What election needs of `service`, or `None` when it is not handled or
-/// has no address yet.
-pub fn service_view(
-    service: &Service,
-    lb_class: Option<&str>,
-    endpoints: &EndpointIndex,
-) -> Option<ServiceView> {
+/// What the speaker keeps of a Service it handles and that has addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceRecord {
+    /// `metadata.uid`, for the Events recorded on it.
+    pub uid: Option<String>,
+    /// `status.loadBalancer.ingress[].ip`, in status order.
+    pub ips: Vec<IpAddr>,
+    /// `spec.externalTrafficPolicy`.
+    pub traffic_policy: TrafficPolicy,
+}
+
+/// The record of `service`, or `None` when it is not handled or has no
+/// address yet.
+pub fn service_record(service: &Service, lb_class: Option<&str>) -> Option<ServiceRecord> {
     if !is_handled(service, lb_class) {
         return None;
     }
@@ -85,10 +107,6 @@ pub fn service_view(
     if ips.is_empty() {
         return None;
     }
-    let key = ServiceKey::new(
-        service.metadata.namespace.clone().unwrap_or_default(),
-        service.metadata.name.clone()?,
-    );
     let traffic_policy = match service
         .spec
         .as_ref()
@@ -97,12 +115,39 @@ pub fn service_view(
         Some("Local") => TrafficPolicy::Local,
         _ => TrafficPolicy::Cluster,
     };
-    Some(ServiceView {
-        endpoints: endpoints.get(&key).cloned().unwrap_or_default(),
-        key,
+    Some(ServiceRecord {
+        uid: service.metadata.uid.clone(),
         ips,
         traffic_policy,
     })
+}
+
+/// What election needs of the Service `key` with `record`; its endpoints
+/// are taken out of `endpoints` (moved, not copied: each Service is viewed
+/// once per snapshot).
+pub fn service_view(
+    key: ServiceKey,
+    record: &ServiceRecord,
+    endpoints: &mut EndpointIndex,
+) -> ServiceView {
+    ServiceView {
+        endpoints: endpoints.remove(&key).unwrap_or_default(),
+        key,
+        ips: record.ips.clone(),
+        traffic_policy: record.traffic_policy,
+    }
+}
+
+/// The reference an Event on the Service `key` names.
+pub fn service_reference(key: &ServiceKey, record: &ServiceRecord) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Service".into()),
+        namespace: Some(key.namespace.clone()),
+        name: Some(key.name.clone()),
+        uid: record.uid.clone(),
+        ..ObjectReference::default()
+    }
 }
 
 /// Every Node's labels, by name.
@@ -198,11 +243,12 @@ pub fn peer_secrets<'a>(secrets: impl IntoIterator<Item = &'a Secret>) -> PeerSe
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::ByteString;
-    use k8s_openapi::api::core::v1::{
-        LoadBalancerIngress, LoadBalancerStatus, PodSpec, PodStatus, ServiceSpec, ServiceStatus,
+    use crate::k8s::partial::{
+        Endpoint as SliceEndpoint, EndpointConditions, LoadBalancerIngress, LoadBalancerStatus,
+        ServiceSpec, ServiceStatus,
     };
-    use k8s_openapi::api::discovery::v1::{Endpoint as SliceEndpoint, EndpointConditions};
+    use k8s_openapi::ByteString;
+    use k8s_openapi::api::core::v1::{PodSpec, PodStatus};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 
     fn lb_service(name: &str, class: Option<&str>, policy: Option<&str>, ips: &[&str]) -> Service {
@@ -210,13 +256,13 @@ mod tests {
             metadata: ObjectMeta {
                 name: Some(name.into()),
                 namespace: Some("default".into()),
+                uid: Some(format!("uid-{name}")),
                 ..ObjectMeta::default()
             },
             spec: Some(ServiceSpec {
                 type_: Some("LoadBalancer".into()),
                 load_balancer_class: class.map(String::from),
                 external_traffic_policy: policy.map(String::from),
-                ..ServiceSpec::default()
             }),
             status: Some(ServiceStatus {
                 load_balancer: Some(LoadBalancerStatus {
@@ -224,12 +270,10 @@ mod tests {
                         ips.iter()
                             .map(|ip| LoadBalancerIngress {
                                 ip: Some(ip.to_string()),
-                                ..LoadBalancerIngress::default()
                             })
                             .collect(),
                     ),
                 }),
-                ..ServiceStatus::default()
             }),
         }
     }
@@ -242,22 +286,15 @@ mod tests {
                 labels: Some([(SERVICE_NAME_LABEL.to_string(), service.to_string())].into()),
                 ..ObjectMeta::default()
             },
-            address_type: "IPv4".into(),
             endpoints: Some(
                 endpoints
                     .iter()
                     .map(|(node, ready)| SliceEndpoint {
-                        addresses: vec!["10.1.0.1".into()],
                         node_name: node.map(String::from),
-                        conditions: Some(EndpointConditions {
-                            ready: *ready,
-                            ..EndpointConditions::default()
-                        }),
-                        ..SliceEndpoint::default()
+                        conditions: Some(EndpointConditions { ready: *ready }),
                     })
                     .collect(),
             ),
-            ports: None,
         }
     }
 
@@ -306,8 +343,8 @@ mod tests {
             ),
         ];
         for (rule, svc, class, want) in cases {
-            let view = service_view(&svc, class, &EndpointIndex::new());
-            assert_eq!(view.is_some(), want, "{rule}");
+            let record = service_record(&svc, class);
+            assert_eq!(record.is_some(), want, "{rule}");
         }
     }
 
@@ -319,12 +356,28 @@ mod tests {
             Some("Local"),
             &["fc00::5", "10.0.0.5", "not-an-ip"],
         );
-        let index = endpoint_index(&[
+        let slices: Vec<SliceRecord> = [
             slice("web", &[(Some("n1"), Some(true)), (Some("n2"), None)]),
             slice("web", &[(Some("n3"), Some(false))]),
             slice("other", &[(Some("n9"), Some(true))]),
-        ]);
-        let view = service_view(&svc, None, &index).unwrap();
+        ]
+        .iter()
+        .filter_map(slice_record)
+        .collect();
+        let mut index = endpoint_index(&slices);
+        let record = service_record(&svc, None).unwrap();
+        assert_eq!(record.uid.as_deref(), Some("uid-web"));
+        let key = ServiceKey::new("default", "web");
+        let reference = service_reference(&key, &record);
+        assert_eq!(
+            (
+                reference.kind.as_deref(),
+                reference.name.as_deref(),
+                reference.uid.as_deref()
+            ),
+            (Some("Service"), Some("web"), Some("uid-web"))
+        );
+        let view = service_view(key, &record, &mut index);
         assert_eq!(view.key, ServiceKey::new("default", "web"));
         assert_eq!(
             view.ips,
@@ -344,6 +397,15 @@ mod tests {
             "ready unset counts as ready"
         );
         assert!(!view.has_ready_endpoint_on("n3"));
+    }
+
+    #[test]
+    fn a_slice_without_the_service_name_label_has_no_record() {
+        let mut unlabelled = slice("web", &[(Some("n1"), Some(true))]);
+        unlabelled.metadata.labels = None;
+        assert_eq!(slice_record(&unlabelled), None);
+        let labelled = slice_record(&slice("web", &[(Some("n1"), Some(true))])).unwrap();
+        assert_eq!(labelled.service, ServiceKey::new("default", "web"));
     }
 
     fn pod(node: &str, ip: Option<&str>, deleting: bool) -> Pod {

@@ -71,22 +71,41 @@ where
     K: Resource + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
     K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
 {
-    let (store, writer) = reflector::store();
+    let (store, mut writer) = reflector::store();
+    spawn_with(api, config, source, tx, move |event: Event<K>| {
+        writer.apply_watcher_event(&event.modify(trim));
+    });
+    store
+}
+
+/// Runs a watcher over `api` with `config`, handing every event to `sink`
+/// and reporting it through `tx`; errors are retried with backoff.
+pub(super) fn spawn_with<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    source: Source,
+    tx: UnboundedSender<Change>,
+    mut sink: impl FnMut(Event<K>) + Send + 'static,
+) where
+    K: Resource + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
+{
     tokio::spawn(async move {
-        let mut stream = watcher::watcher(api, config)
-            .default_backoff()
-            .modify(trim)
-            .reflect(writer)
-            .boxed();
+        let mut stream = watcher::watcher(api, config).default_backoff().boxed();
         let mut absent = false;
         while let Some(item) = stream.next().await {
             let change = match item {
-                Ok(Event::Apply(_) | Event::Delete(_)) => Some(Change::Touched(source)),
-                // The store is only swapped in at InitDone: one note then is enough.
-                Ok(Event::Init | Event::InitApply(_)) => None,
-                Ok(Event::InitDone) => {
-                    absent = false;
-                    Some(Change::Synced(source))
+                Ok(event) => {
+                    let change = match &event {
+                        Event::Apply(_) | Event::Delete(_) => Some(Change::Touched(source)),
+                        // The store is only swapped in at InitDone: one note then is enough.
+                        Event::Init | Event::InitApply(_) => None,
+                        Event::InitDone => {
+                            absent = false;
+                            Some(Change::Synced(source))
+                        }
+                    };
+                    sink(event);
+                    change
                 }
                 Err(e) if is_not_found(&e) => {
                     // Report absence once per outage, not on every backoff retry.
@@ -110,7 +129,6 @@ where
             }
         }
     });
-    store
 }
 
 /// A 404 on list or watch: the kind (a CRD) is not installed.
@@ -132,5 +150,6 @@ pub fn trim_metadata<K: Resource>(object: &mut K) {
     meta.owner_references = None;
 }
 
-/// Drops nothing (small objects whose content matters: Secret, ConfigMap, CRDs).
+/// Drops nothing: small objects whose content matters (Secret, ConfigMap,
+/// CRDs), and the [`partial`](super::partial) kinds, already read in part.
 pub fn keep<K>(_: &mut K) {}

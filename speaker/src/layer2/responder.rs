@@ -439,7 +439,11 @@ impl Announcer for Layer2Responder {
                 .unwrap_or_else(PoisonError::into_inner);
             bursts.retain(|b| !changes.lost.contains(&b.ip) && !changes.moved.contains(&b.ip));
         }
-        self.current = desired.clone();
+        // Only the layer-2 part: the BGP part may hold every Service.
+        self.current = Desired {
+            layer2: desired.layer2.clone(),
+            ..Desired::default()
+        };
         self.refresh_ports(&takeovers, &BTreeSet::new());
         Ok(())
     }
