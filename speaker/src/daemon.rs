@@ -36,8 +36,7 @@ use crate::election::{self, Snapshot};
 use crate::k8s::events::EventSink;
 use crate::k8s::partial::{EndpointSlice, Service};
 use crate::k8s::projection::{self, Projection};
-use crate::k8s::snapshot::{self, Seed};
-use crate::k8s::snapshot::{ServiceRecord, SliceRecord};
+use crate::k8s::snapshot::{self, Seed, ServiceRecord, SliceRecord};
 use crate::k8s::watch::{self, Change, Source};
 use crate::layer2::interfaces;
 use crate::layer2::responder::Layer2Responder;
@@ -103,7 +102,8 @@ const CRD_SOURCES: [&str; 6] = [
     "bfdprofiles",
 ];
 
-/// The reflector stores the loop reads from.
+/// The stores the loop reads from: projections of the kinds watched
+/// cluster-wide, reflectors of the few others.
 struct Stores {
     services: Projection<ServiceRecord>,
     slices: Projection<SliceRecord>,

@@ -1,10 +1,10 @@
 //! The parts of Services and EndpointSlices the speaker reads, as types of
 //! their own. Every speaker lists and watches every Service and every
 //! EndpointSlice of the cluster; deserializing only these fields (serde
-//! skips the rest without allocating) makes the first list of 10,000
-//! Services several times cheaper in CPU and memory than the full
-//! k8s-openapi types, whose managed fields, ports and selectors the speaker
-//! never reads. The shapes and field names follow the Kubernetes API, so
+//! skips the rest without allocating) makes listing 10,000 Services
+//! cheaper in CPU and memory than with the full k8s-openapi types, whose
+//! managed fields, ports and selectors the speaker never reads (figures in
+//! docs/bgp.md). The shapes and field names follow the Kubernetes API, so
 //! the objects are the API server's own, just read in part.
 
 use std::collections::BTreeMap;

@@ -150,6 +150,5 @@ pub fn trim_metadata<K: Resource>(object: &mut K) {
     meta.owner_references = None;
 }
 
-/// Drops nothing: small objects whose content matters (Secret, ConfigMap,
-/// CRDs), and the [`partial`](super::partial) kinds, already read in part.
+/// Drops nothing (small objects whose content matters: Secret, ConfigMap, CRDs).
 pub fn keep<K>(_: &mut K) {}
