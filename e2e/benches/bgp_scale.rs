@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use ferrolb_e2e::cluster::{Cluster, http_get, ingress_ips, lb_service, spawn_controller};
 use ferrolb_e2e::lab::netns;
 use ferrolb_e2e::lab::{Lab, LabConfig};
+use ferrolb_e2e::measure::{self, Summary};
 use ferrolb_e2e::routers::{Neighbor, RouterConfig, RouterKind};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service;
@@ -167,15 +168,8 @@ fn main() {
 }
 
 fn report(what: &str, values: &[f64]) {
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    let median = v[v.len() / 2];
-    println!(
-        "{what}: median {median:.3}, min {:.3}, max {:.3} (n={})",
-        v[0],
-        v[v.len() - 1],
-        v.len()
-    );
+    let summary = Summary::of(values).expect("at least one trial");
+    println!("{what}: {summary}");
 }
 
 /// Starts the three speakers, measures until BIRD has everything, reads
@@ -245,9 +239,14 @@ fn trial_once(lab: &mut Lab, socket: &str) -> Trial {
             .process(*index)
             .and_then(|p| p.pid())
             .expect("speaker pid");
-        peak_rss.push(peak_rss_of(pid));
+        peak_rss.push(measure::peak_rss_bytes(pid).expect("VmHWM of a speaker"));
         if node.name == nodes[0].name {
-            println!("{}: {}", node.name, rss_parts(pid));
+            let (rss, anon) = measure::rss_parts_mb(pid).expect("smaps_rollup of a speaker");
+            println!(
+                "{}: RSS now {rss:.1} MB: anonymous {anon:.1} MB, file-backed {:.1} MB",
+                node.name,
+                rss - anon
+            );
         }
     }
     for index in speakers {
@@ -278,16 +277,7 @@ fn trial_once(lab: &mut Lab, socket: &str) -> Trial {
 fn cpu_seconds(lab: &Lab) -> Vec<(String, f64)> {
     lab.processes()
         .iter()
-        .filter_map(|p| {
-            let stat = std::fs::read_to_string(format!("/proc/{}/stat", p.pid()?)).ok()?;
-            // Fields after the parenthesised command name: utime and stime
-            // are the 12th and 13th, in clock ticks (100 a second on Linux).
-            let rest = stat.rsplit_once(')')?.1;
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            let ticks: u64 =
-                fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-            Some((p.name().to_string(), ticks as f64 / 100.0))
-        })
+        .filter_map(|p| Some((p.name().to_string(), measure::cpu_seconds(p.pid()?)?)))
         .collect()
 }
 
@@ -398,34 +388,4 @@ fn wait_all_ips(cluster: &Cluster) {
         );
         std::thread::sleep(Duration::from_secs(2));
     }
-}
-
-/// What the resident set of a process is made of now (heap and stacks
-/// are anonymous; the binary's pages are file-backed).
-fn rss_parts(pid: u32) -> String {
-    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
-    let field = |name: &str| {
-        rollup
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-            .map_or(0.0, |kb| kb / 1000.0)
-    };
-    format!(
-        "RSS now {:.1} MB: anonymous {:.1} MB, file-backed {:.1} MB",
-        field("Rss:"),
-        field("Anonymous:"),
-        field("Rss:") - field("Anonymous:")
-    )
-}
-
-/// VmHWM (peak resident set) of a process, in bytes.
-fn peak_rss_of(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map(|kb| kb * 1024)
-        .expect("VmHWM")
 }

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use ferrolb_e2e::cluster::{Cluster, ingress_ips, lb_service, spawn_controller};
 use ferrolb_e2e::lab::{Lab, LabConfig};
+use ferrolb_e2e::measure::{self, Summary};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
@@ -64,15 +65,8 @@ fn main() {
 }
 
 fn report(what: &str, values: &[f64]) {
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    let median = v[v.len() / 2];
-    println!(
-        "{what}: median {median:.3}, min {:.3}, max {:.3} (n={})",
-        v[0],
-        v[v.len() - 1],
-        v.len()
-    );
+    let summary = Summary::of(values).expect("at least one trial");
+    println!("{what}: {summary}");
 }
 
 /// One trial in a fresh lab: (ceiling, controller time, controller peak RSS bytes).
@@ -172,7 +166,7 @@ fn trial_once() -> (Duration, Duration, u64) {
             took
         })
         .expect("controller run");
-    let peak = peak_rss(pid);
+    let peak = measure::peak_rss_bytes(pid).expect("VmHWM of the controller");
     drop(lab);
     (ceiling, took, peak)
 }
@@ -195,15 +189,4 @@ async fn create_all(api: &Api<Service>, prefix: &str) {
         .buffer_unordered(IN_FLIGHT)
         .collect::<Vec<()>>()
         .await;
-}
-
-/// VmHWM (peak resident set) of a process, in bytes.
-fn peak_rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map(|kb| kb * 1024)
-        .expect("VmHWM")
 }

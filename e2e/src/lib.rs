@@ -7,6 +7,7 @@
 
 pub mod cluster;
 pub mod lab;
+pub mod measure;
 pub mod probes;
 pub mod routers;
 

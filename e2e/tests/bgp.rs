@@ -98,17 +98,22 @@ fn v6(h: &Host) -> IpAddr {
     IpAddr::V6(h.ipv6)
 }
 
+/// The lab's router host of `kind`.
+fn router_host(cluster: &Cluster, kind: RouterKind) -> Host {
+    cluster
+        .lab
+        .topology()
+        .router(kind)
+        .expect("the lab has router namespaces")
+        .clone()
+}
+
 /// A cluster whose three speakers peer with a `kind` router over IPv4 and
 /// IPv6 with `hold` as hold time; returns once all six sessions are up.
 fn bgp_lab(kind: RouterKind, hold: Duration) -> (Cluster, Box<dyn Router>, Vec<Host>) {
     // The router's address is known once the lab is up: the peers come second.
     let mut cluster = Cluster::up_with_routers(POOL_ONLY);
-    let router_host = cluster
-        .lab
-        .topology()
-        .router(kind)
-        .expect("the lab has router namespaces")
-        .clone();
+    let router_host = router_host(&cluster, kind);
     let nodes = cluster.nodes();
 
     // The router connects nowhere: the speakers open every session.
@@ -332,12 +337,7 @@ fn put_password_secret(cluster: &Cluster, name: &str, password: &str) {
 #[test]
 fn bird_md5_password_from_a_basic_auth_secret() {
     let mut cluster = Cluster::up_with_routers(POOL_ONLY);
-    let router_host = cluster
-        .lab
-        .topology()
-        .router(RouterKind::Bird)
-        .expect("the lab has router namespaces")
-        .clone();
+    let router_host = router_host(&cluster, RouterKind::Bird);
     let nodes = cluster.nodes();
     let mut config = RouterConfig::new(ROUTER_ASN, router_host.ipv4);
     for node in &nodes {
@@ -373,7 +373,22 @@ fn bird_md5_password_from_a_basic_auth_secret() {
     });
 
     // Every speaker has the peer, with the Secret's (wrong) password.
-    for node in &nodes {
+    assert_wrong_password_keeps_sessions_down(&mut cluster, router.as_ref(), &nodes);
+
+    put_password_secret(&cluster, "bgp-md5", "right-secret");
+    wait_sessions(&mut cluster, router.as_ref(), &nodes);
+    announce_web(&cluster, router.as_ref(), &nodes);
+}
+
+/// Waits until every speaker has started its session, then watches long
+/// enough for several connection attempts (1 s backoff, doubling) to fail:
+/// with a wrong TCP MD5 password no session may come up.
+fn assert_wrong_password_keeps_sessions_down(
+    cluster: &mut Cluster,
+    router: &dyn Router,
+    nodes: &[Host],
+) {
+    for node in nodes {
         let mut log = String::new();
         routers::wait_for(
             &format!("{} to start the BGP session", node.name),
@@ -385,8 +400,6 @@ fn bird_md5_password_from_a_basic_auth_secret() {
         )
         .unwrap_or_else(|e| panic!("{e}\nspeaker log:\n{log}"));
     }
-    // Wrong password: the TCP handshake never completes, for long enough
-    // that several connection attempts (1 s backoff, doubling) have failed.
     let watch_until = Instant::now() + Duration::from_secs(4);
     while Instant::now() < watch_until {
         let sessions = router.sessions().unwrap_or_else(|e| panic!("{e}"));
@@ -398,20 +411,6 @@ fn bird_md5_password_from_a_basic_auth_secret() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-
-    put_password_secret(&cluster, "bgp-md5", "right-secret");
-    for node in &nodes {
-        routers::wait_established(router.as_ref(), v4(node), SESSION)
-            .unwrap_or_else(|e| panic!("{e}\nspeaker log:\n{}", cluster.speaker_log(&node.name)));
-    }
-    cluster.create_service(lb_service("web", &[80]));
-    cluster.set_endpoints("web", &[(nodes[0].name.as_str(), true)]);
-    let web = cluster.wait_ips("web", 1)[0];
-    wait_next_hops(
-        router.as_ref(),
-        web,
-        &nodes.iter().map(v4).collect::<Vec<_>>(),
-    );
 }
 
 /// Time from a Service's address appearing in its status to the route in
@@ -501,12 +500,7 @@ fn ipv4_lab(
     config: impl Fn(&Host) -> String,
 ) -> (Cluster, Box<dyn Router>, Vec<Host>) {
     let cluster = Cluster::up_with_routers(POOL_ONLY);
-    let router_host = cluster
-        .lab
-        .topology()
-        .router(kind)
-        .expect("the lab has router namespaces")
-        .clone();
+    let router_host = router_host(&cluster, kind);
     let nodes = cluster.nodes();
     let mut router_config = RouterConfig::new(router_asn, router_host.ipv4);
     for node in &nodes {
@@ -623,37 +617,9 @@ fn frr_md5_password_from_the_configmap() {
         Some("right-secret"),
         md5_config("wrong-secret"),
     );
-    for node in &nodes {
-        let mut log = String::new();
-        routers::wait_for(
-            &format!("{} to start the BGP session", node.name),
-            SESSION,
-            || {
-                log = cluster.speaker_log(&node.name);
-                Ok(log.contains("starting BGP session").then_some(()))
-            },
-        )
-        .unwrap_or_else(|e| panic!("{e}\nspeaker log:\n{log}"));
-    }
-    // Several connection attempts (1 s backoff, doubling) must fail.
-    let watch_until = Instant::now() + Duration::from_secs(4);
-    while Instant::now() < watch_until {
-        let sessions = router.sessions().unwrap_or_else(|e| panic!("{e}"));
-        assert!(
-            !sessions
-                .iter()
-                .any(|s| s.state == routers::SessionState::Established),
-            "a session came up with the wrong password: {sessions:?}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    assert_wrong_password_keeps_sessions_down(&mut cluster, router.as_ref(), &nodes);
 
-    let router_host = cluster
-        .lab
-        .topology()
-        .router(RouterKind::Frr)
-        .expect("the lab has router namespaces")
-        .clone();
+    let router_host = router_host(&cluster, RouterKind::Frr);
     cluster.apply_config(&md5_config("right-secret")(&router_host));
     wait_sessions(&mut cluster, router.as_ref(), &nodes);
     announce_web(&cluster, router.as_ref(), &nodes);

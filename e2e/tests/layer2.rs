@@ -15,6 +15,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use cluster::{Cluster, EXCLUDE_LABEL, TUTORIAL_CONFIG, lb_service};
+use ferrolb_e2e::measure;
 
 const NODES: [&str; 3] = ["node1", "node2", "node3"];
 
@@ -254,19 +255,13 @@ fn speaker_memory_with_1000_services() {
     println!("{total} addresses announced after {:?}", started.elapsed());
     // Let allocator churn settle, then measure.
     std::thread::sleep(Duration::from_secs(2));
-    let kib = |status: &str, field: &str| -> u64 {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(field))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("{field} in /proc/PID/status"))
+    let kib = |pid: u32, field: &str| -> u64 {
+        measure::status_kib(pid, field).unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"))
     };
     let (mut worst_rss, mut worst_anon) = (0, 0);
     for node in NODES {
         let pid = cluster.speaker_pid(node);
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-        let (rss, anon) = (kib(&status, "VmRSS:"), kib(&status, "RssAnon:"));
+        let (rss, anon) = (kib(pid, "VmRSS:"), kib(pid, "RssAnon:"));
         let announced = cluster
             .metrics(node)
             .unwrap()

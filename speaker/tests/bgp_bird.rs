@@ -15,9 +15,8 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use ferrolb_config::model::{
@@ -29,84 +28,20 @@ use ferrolb_speaker::bgp::{BgpDesired, BgpMetrics, BgpSpeaker, PeerSecrets, desi
 use ferrolb_speaker::election::{Endpoint, ServiceView, Snapshot, TrafficPolicy};
 use nix::sched::{CloneFlags, setns};
 
+mod netlab;
+use netlab::{Netns, eventually, require_root_and_tools, unique};
+
 const ROUTER_V4: &str = "10.77.0.1";
 const ROUTER_V6: &str = "fd77::1";
 const NODE: &str = "node-a";
 
-fn require_root_and_tools() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "this test needs root (it creates network namespaces); run it as root"
-    );
-    for (tool, package) in [("ip", "iproute2"), ("bird", "bird2"), ("birdc", "bird2")] {
-        let found = std::env::var_os("PATH")
-            .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-            .unwrap_or(false)
-            || ["/usr/sbin", "/sbin"]
-                .iter()
-                .any(|d| std::path::Path::new(d).join(tool).is_file());
-        assert!(
-            found,
-            "`{tool}` not found: install the Debian package `{package}`"
-        );
-    }
-}
-
-fn run(args: &[&str]) -> Output {
-    Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("running {args:?}: {e}"))
-}
-
-/// A network namespace deleted on drop (with the veth end inside it).
-struct Netns(String);
-
-impl Netns {
-    fn new(role: &str) -> Self {
-        let name = format!("flb-bgp-{}-{role}", unique());
-        let out = run(&["ip", "netns", "add", &name]);
-        assert!(
-            out.status.success(),
-            "ip netns add: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Netns(name)
-    }
-
-    fn must(&self, args: &[&str]) {
-        let mut full = vec!["ip", "netns", "exec", &self.0];
-        full.extend_from_slice(args);
-        let out = run(&full);
-        assert!(
-            out.status.success(),
-            "in {}: {args:?} failed: {}",
-            self.0,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = run(&["ip", "netns", "del", &self.0]);
-    }
-}
-
-fn unique() -> String {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
 /// Namespaces R (BIRD, `vr`: 10.77.0.1, fd77::1) and S (speaker, `vs`:
 /// 10.77.0.2-9 and fd77::2, one source address per session).
+/// Fails first unless run as root with iproute2 and bird2 installed.
 fn lab() -> (Netns, Netns) {
-    let r = Netns::new("r");
-    let s = Netns::new("s");
+    require_root_and_tools(&[("ip", "iproute2"), ("bird", "bird2"), ("birdc", "bird2")]);
+    let r = Netns::new("bgp", "r");
+    let s = Netns::new("bgp", "s");
     r.must(&[
         "ip", "link", "add", "vr", "type", "veth", "peer", "name", "vs", "netns", &s.0,
     ]);
@@ -273,19 +208,6 @@ fn parse_routes(text: &str) -> BTreeMap<String, Vec<String>> {
     routes
 }
 
-fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    loop {
-        if check() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// What the test thread asks the speaker thread.
 enum Request {
     Set(BgpDesired, PeerSecrets),
@@ -447,7 +369,6 @@ fn has(lines: &[String], wanted: &str) -> bool {
 
 #[test]
 fn bird_learns_v4_and_v6_prefixes_with_their_attributes_and_their_withdrawal() {
-    require_root_and_tools();
     let (r, s) = lab();
     let bird = Bird::start(
         &r,
@@ -622,7 +543,6 @@ fn bird_learns_v4_and_v6_prefixes_with_their_attributes_and_their_withdrawal() {
 
 #[test]
 fn md5_with_the_right_password_establishes_and_with_a_wrong_one_does_not() {
-    require_root_and_tools();
     let (r, s) = lab();
     let bird = Bird::start(
         &r,
@@ -669,7 +589,6 @@ fn md5_with_the_right_password_establishes_and_with_a_wrong_one_does_not() {
 
 #[test]
 fn a_silent_speaker_is_dropped_after_hold_time_and_cease_drops_at_once() {
-    require_root_and_tools();
     let (r, s) = lab();
     let bird = Bird::start(
         &r,
@@ -765,7 +684,6 @@ fn rss_kib() -> u64 {
 
 #[test]
 fn ten_thousand_prefixes_reach_bird_in_few_updates() {
-    require_root_and_tools();
     let (r, s) = lab();
     let bird = Bird::start(
         &r,

@@ -11,8 +11,6 @@
 
 use std::fs::File;
 use std::net::IpAddr;
-use std::process::{Command, Output};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use ferrolb_speaker::announce::{
@@ -22,93 +20,18 @@ use ferrolb_speaker::layer2::responder::{GRATUITOUS_SCHEDULE, Layer2Responder, a
 use ferrolb_speaker::metrics::{IpLabels, Layer2Metrics};
 use nix::sched::{CloneFlags, setns};
 
+mod netlab;
+use netlab::{Netns, eventually, require_root_and_tools};
+
 const A_V4: &str = "192.168.77.1";
 const B_V4: &str = "192.168.77.2";
 const A_V6: &str = "fd00:77::1";
 const B_V6: &str = "fd00:77::2";
 
-fn require_root_and_tools() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "this test needs root (it creates network namespaces and raw sockets); run it as root"
-    );
-    for (tool, package) in [
-        ("ip", "iproute2"),
-        ("arping", "arping"),
-        ("ndisc6", "ndisc6"),
-    ] {
-        let found = std::env::var_os("PATH")
-            .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-            .unwrap_or(false);
-        assert!(
-            found,
-            "`{tool}` not found: install the Debian package `{package}`"
-        );
-    }
-}
-
-fn run(args: &[&str]) -> Output {
-    Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("running {args:?}: {e}"))
-}
-
-fn must(args: &[&str]) {
-    let out = run(args);
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A network namespace deleted on drop (with the veth end inside it).
-struct Netns(String);
-
-impl Netns {
-    fn new(role: &str) -> Self {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let name = format!(
-            "flb-l2-{}-{}-{role}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        must(&["ip", "netns", "add", &name]);
-        Netns(name)
-    }
-
-    fn exec(&self, args: &[&str]) -> Output {
-        let mut full = vec!["ip", "netns", "exec", &self.0];
-        full.extend_from_slice(args);
-        run(&full)
-    }
-
-    fn must(&self, args: &[&str]) {
-        let out = self.exec(args);
-        assert!(
-            out.status.success(),
-            "in {}: {args:?} failed: {}",
-            self.0,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn stdout(&self, args: &[&str]) -> String {
-        String::from_utf8_lossy(&self.exec(args).stdout).to_lowercase()
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = run(&["ip", "netns", "del", &self.0]);
-    }
-}
-
 /// Namespaces A (responder, interface `va`) and B (asker, interface `vb`).
 fn lab() -> (Netns, Netns) {
-    let a = Netns::new("a");
-    let b = Netns::new("b");
+    let a = Netns::new("l2", "a");
+    let b = Netns::new("l2", "b");
     a.must(&[
         "ip", "link", "add", "va", "type", "veth", "peer", "name", "vb", "netns", &b.0,
     ]);
@@ -186,22 +109,13 @@ fn neighbour(b: &Netns, ip: &str) -> Option<String> {
         .map(|s| s.to_string())
 }
 
-fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    loop {
-        if check() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn responder_answers_arp_and_ndp_for_owned_addresses_only() {
-    require_root_and_tools();
+    require_root_and_tools(&[
+        ("ip", "iproute2"),
+        ("arping", "arping"),
+        ("ndisc6", "ndisc6"),
+    ]);
     let (a, b) = lab();
     let ns_path = format!("/run/netns/{}", a.0);
     std::thread::scope(|scope| {
