@@ -316,11 +316,12 @@ pub fn object_path(kind: &str, meta: &ObjectMeta) -> String {
 }
 
 /// Kinds whose objects may omit `spec` (MetalLB's docs show an
-/// L2Advertisement with metadata only); only IPAddressPool requires it.
-pub const SPEC_OPTIONAL: [&str; 5] = [
+/// L2Advertisement with metadata only). IPAddressPool and BGPPeer require it:
+/// their specs have required fields, so a default of `{}` would violate the
+/// CRD's own schema (the real apiextensions server refuses such a CRD).
+pub const SPEC_OPTIONAL: [&str; 4] = [
     "BFDProfile",
     "BGPAdvertisement",
-    "BGPPeer",
     "Community",
     "L2Advertisement",
 ];

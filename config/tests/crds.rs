@@ -102,10 +102,11 @@ fn crd_schemas_carry_the_metallb_field_names() {
     }
 }
 
-/// Only IPAddressPool needs a `spec`; the others default to `{}` on the API
-/// server, so MetalLB's spec-less examples are stored and read back.
+/// IPAddressPool and BGPPeer need a `spec` (their specs have required
+/// fields); the others default to `{}` on the API server, so MetalLB's
+/// spec-less examples are stored and read back.
 #[test]
-fn spec_is_required_only_for_ip_address_pools() {
+fn spec_is_required_only_where_the_spec_has_required_fields() {
     for crd in definitions() {
         let kind = crd.spec.names.kind.clone();
         let schema = crd.spec.versions[0]
@@ -119,7 +120,9 @@ fn spec_is_required_only_for_ip_address_pools() {
             .unwrap_or_default()
             .contains(&"spec".to_string());
         let spec = &schema.properties.unwrap()["spec"];
-        if kind == "IPAddressPool" {
+        let spec_has_required = spec.required.as_ref().is_some_and(|r| !r.is_empty());
+        if kind == "IPAddressPool" || kind == "BGPPeer" {
+            assert!(spec_has_required, "{kind}");
             assert!(required && spec.default.is_none(), "{kind}");
         } else {
             assert!(!required, "{kind} must not require spec");

@@ -184,20 +184,31 @@ impl Reconciler {
             // one of its pools on a Service that is no longer a LoadBalancer.
             let ours =
                 held.is_some() || (!is_load_balancer(service) && self.in_our_pools(&current));
-            if ours && !current.is_empty() {
-                let mut actions = vec![Action::WriteStatus {
+            // A real API server empties status.loadBalancer itself when the type
+            // changes away from LoadBalancer: then there is nothing to write, but
+            // the release of the IP ferrolb held is still worth an Event.
+            let cleared = match (&held, current.is_empty()) {
+                (_, false) => current.clone(),
+                (Some(assignment), true) => assignment.ips.clone(),
+                (None, true) => Vec::new(),
+            };
+            if !ours || cleared.is_empty() {
+                return Vec::new();
+            }
+            let mut actions = Vec::new();
+            if !current.is_empty() {
+                actions.push(Action::WriteStatus {
                     key: key.clone(),
                     ips: Vec::new(),
-                }];
-                actions.extend(self.event(
-                    key,
-                    false,
-                    reason::CLEAR_ASSIGNMENT,
-                    clear_message(&current),
-                ));
-                return actions;
+                });
             }
-            return Vec::new();
+            actions.extend(self.event(
+                key,
+                false,
+                reason::CLEAR_ASSIGNMENT,
+                clear_message(&cleared),
+            ));
+            return actions;
         }
         let request = match ServiceRequest::from_service(service) {
             Ok(r) => r,
@@ -457,6 +468,21 @@ mod tests {
             writes(&actions),
             vec![("other".into(), vec!["192.168.5.5".into()])]
         );
+    }
+
+    /// The real API server empties `status.loadBalancer` on a change to
+    /// ClusterIP before the controller sees it: nothing to write, still an Event.
+    #[test]
+    fn type_change_with_status_already_emptied_still_reports_the_release() {
+        let mut r = loaded(&[]);
+        let lb = svc("web", "LoadBalancer", json!({}), None);
+        r.service(&key("web"), Some(&lb), &NamespaceLabels::new());
+        let cluster_ip = svc("web", "ClusterIP", json!({}), None);
+        let actions = r.service(&key("web"), Some(&cluster_ip), &NamespaceLabels::new());
+        assert!(writes(&actions).is_empty(), "{actions:?}");
+        assert_eq!(reasons(&actions), vec![reason::CLEAR_ASSIGNMENT]);
+        let again = r.service(&key("web"), Some(&cluster_ip), &NamespaceLabels::new());
+        assert!(again.is_empty(), "{again:?}");
     }
 
     #[test]

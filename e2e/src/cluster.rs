@@ -254,7 +254,7 @@ pub fn lb_service(name: &str, ports: &[u16], annotations: &[(&str, &str)]) -> Se
 pub fn spawn_controller(lab: &mut crate::Lab, extra_args: &[&str]) -> Result<usize, LabError> {
     let cp = lab.topology().control_plane.clone();
     let kubeconfig = lab
-        .kubeconfig()
+        .kubeconfig_of(crate::lab::identity::Identity::Controller)
         .ok_or_else(|| LabError::Missing("the lab has no control plane".into()))?
         .display()
         .to_string();

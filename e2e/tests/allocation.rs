@@ -362,3 +362,191 @@ fn api_server_restarted_under_the_controller() {
         "the controller is still the same process"
     );
 }
+
+/// The controller's permissions from manifests/ferrolb.yaml, as an admin edits them.
+fn set_controller_cluster_role(env: &Env, rules: serde_json::Value) {
+    env.cluster
+        .control_plane()
+        .run(move |client| async move {
+            let api: kube::Api<k8s_openapi::api::rbac::v1::ClusterRole> = kube::Api::all(client);
+            api.patch(
+                "metallb-system:controller",
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(json!({ "rules": rules })),
+            )
+            .await
+        })
+        .unwrap()
+        .unwrap();
+}
+
+/// The rules of the controller's ClusterRole as the manifest has them.
+fn manifest_controller_rules() -> serde_json::Value {
+    let text =
+        std::fs::read_to_string(ferrolb_e2e::lab::identity::manifests_dir().join("ferrolb.yaml"))
+            .unwrap();
+    ferrolb_e2e::lab::identity::objects_of(&text)
+        .unwrap()
+        .into_iter()
+        .find(|o| {
+            o["kind"] == "ClusterRole" && o["metadata"]["name"] == "metallb-system:controller"
+        })
+        .expect("the controller's ClusterRole")["rules"]
+        .clone()
+}
+
+/// The controller runs with its own ServiceAccount's token: without the manifest's
+/// `services/status` rule its status write is refused (403), the log names the refusal,
+/// the IP it already gave stays, and once the rule is back the pending Service gets its IP.
+#[test]
+fn controller_refused_a_verb_logs_the_403_keeps_its_ips_and_recovers() {
+    let env = Env::up(TUTORIAL);
+    env.cluster
+        .create_service(&lb_service("kept", &[80], &[]))
+        .unwrap();
+    assert_eq!(env.ip_of("kept"), vec![ip("192.168.5.5")]);
+    let full = manifest_controller_rules();
+    let without_status: Vec<serde_json::Value> = full
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["resources"] != json!(["services/status"]))
+        .cloned()
+        .collect();
+    assert_eq!(without_status.len() + 1, full.as_array().unwrap().len());
+    set_controller_cluster_role(&env, json!(without_status));
+    env.cluster
+        .create_service(&lb_service("pending", &[80], &[]))
+        .unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    let wanted = "cannot patch resource \"services/status\"";
+    while !env.controller_log().contains(wanted) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no refusal in the controller log:\n{}",
+            env.controller_log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = env.controller_log();
+    assert!(log.contains("status update failed"), "{log}");
+    assert!(
+        log.contains("system:serviceaccount:metallb-system:controller"),
+        "{log}"
+    );
+    assert!(
+        env.cluster
+            .service_ips("default", "pending")
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        env.cluster.service_ips("default", "kept").unwrap(),
+        vec![ip("192.168.5.5")]
+    );
+    set_controller_cluster_role(&env, full);
+    assert_eq!(env.ip_of("pending"), vec![ip("192.168.5.6")]);
+    assert_eq!(
+        env.cluster.service_ips("default", "kept").unwrap(),
+        vec![ip("192.168.5.5")]
+    );
+}
+
+/// What the manifests deliberately do not grant is refused with the real 403 Status: the
+/// controller may not change a Service's spec or delete it, nor touch another namespace's
+/// Secrets; the speaker may not write Service status.
+#[test]
+fn service_account_tokens_get_only_what_the_manifests_grant() {
+    use ferrolb_e2e::lab::identity::Identity;
+    use k8s_openapi::api::core::v1::{Secret, Service};
+    let env = Env::up(TUTORIAL);
+    env.cluster
+        .create_service(&lb_service("web", &[80], &[]))
+        .unwrap();
+    env.ip_of("web");
+    let as_controller = env.lab.control_plane_as(Identity::Controller).unwrap();
+    let as_speaker = env.lab.control_plane_as(Identity::Speaker).unwrap();
+    let refusals = as_controller
+        .run(|client| async move {
+            let services: kube::Api<Service> = kube::Api::namespaced(client.clone(), "default");
+            let listed = services.list(&Default::default()).await.map(|l| {
+                l.items
+                    .iter()
+                    .any(|s| s.metadata.name.as_deref() == Some("web"))
+            });
+            let patched = services
+                .patch(
+                    "web",
+                    &kube::api::PatchParams::default(),
+                    &kube::api::Patch::Merge(json!({"spec": {"type": "ClusterIP"}})),
+                )
+                .await
+                .err();
+            let deleted = services.delete("web", &Default::default()).await.err();
+            let secrets: kube::Api<Secret> = kube::Api::namespaced(client, "default");
+            let other_ns = secrets.get("anything").await.err();
+            (listed, patched, deleted, other_ns)
+        })
+        .unwrap();
+    assert!(refusals.0.unwrap(), "the controller may list Services");
+    for (what, error, text) in [
+        (
+            "patch",
+            refusals.1,
+            "cannot patch resource \"services\" in API group \"\" in the namespace \"default\"",
+        ),
+        (
+            "delete",
+            refusals.2,
+            "cannot delete resource \"services\" in API group \"\" in the namespace \"default\"",
+        ),
+        (
+            "secret",
+            refusals.3,
+            "cannot get resource \"secrets\" in API group \"\" in the namespace \"default\"",
+        ),
+    ] {
+        match error {
+            Some(kube::Error::Api(s)) => {
+                assert_eq!(s.code, 403, "{what}: {s:?}");
+                assert_eq!(s.reason, "Forbidden", "{what}");
+                assert!(s.message.contains(text), "{what}: {}", s.message);
+                assert!(
+                    s.message
+                        .contains("User \"system:serviceaccount:metallb-system:controller\""),
+                    "{what}: {}",
+                    s.message
+                );
+            }
+            other => panic!("{what}: expected 403, got {other:?}"),
+        }
+    }
+    let speaker = as_speaker
+        .run(|client| async move {
+            kube::Api::<Service>::namespaced(client, "default")
+                .patch_status(
+                    "web",
+                    &kube::api::PatchParams::default(),
+                    &kube::api::Patch::Merge(json!({"status": {"loadBalancer": {}}})),
+                )
+                .await
+                .err()
+        })
+        .unwrap();
+    match speaker {
+        Some(kube::Error::Api(s)) => {
+            assert_eq!(s.code, 403, "{s:?}");
+            assert!(
+                s.message
+                    .contains("cannot patch resource \"services/status\""),
+                "{}",
+                s.message
+            );
+        }
+        other => panic!("speaker status write: expected 403, got {other:?}"),
+    }
+    assert_eq!(
+        env.cluster.service_ips("default", "web").unwrap(),
+        vec![ip("192.168.5.5")]
+    );
+}

@@ -339,32 +339,33 @@ fn api_server_lists_nodes_and_speaker_pods() {
 #[test]
 fn real_cluster_mode_runs_the_given_command_in_the_control_plane() {
     // The test API server started through the real-cluster path: a shell command that gets
-    // APISERVER_ADDR/APISERVER_PORT, and a kubeconfig the lab did not write.
-    let dir = std::env::temp_dir().join(format!("ferrolb-lab-real-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let kubeconfig = dir.join("kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        ferrolb_e2e::lab::api::plain_kubeconfig("http://192.168.4.2:6443"),
-    )
-    .unwrap();
+    // APISERVER_ADDR/APISERVER_PORT and the lab's own kubeconfig path, and writes the
+    // kubeconfig itself, late (after the server started), as serve.sh of the real control
+    // plane does: the lab must wait for the file rather than read it at once.
+    let kubeconfig = ferrolb_e2e::lab::api::plain_kubeconfig("http://192.168.4.2:6443");
     let command = format!(
-        "exec {} --listen \"$APISERVER_ADDR:$APISERVER_PORT\"",
+        "{} --listen \"$APISERVER_ADDR:$APISERVER_PORT\" & sleep 1; printf '%s' '{kubeconfig}' > \"$FERROLB_E2E_KUBECONFIG.tmp\"; mv \"$FERROLB_E2E_KUBECONFIG.tmp\" \"$FERROLB_E2E_KUBECONFIG\"; wait",
         ferrolb_e2e::lab::binaries::locate("ferrolb-test-apiserver")
             .expect("the test API server binary (cargo build --workspace --bins)")
             .display()
     );
-    let lab = Lab::up(&LabConfig {
+    let config = LabConfig {
         nodes: 2,
         routers: false,
         control_plane: Some(ApiServer::External {
             command,
-            kubeconfig: kubeconfig.clone(),
+            kubeconfig: None,
         }),
         ..LabConfig::default()
-    })
-    .expect("lab up in real-cluster mode");
-    assert_eq!(lab.kubeconfig(), Some(kubeconfig.as_path()));
+    };
+    // Two labs at once: each has its own kubeconfig path in its own run folder.
+    let lab = Lab::up(&config).expect("lab up in real-cluster mode");
+    let other = Lab::up(&config).expect("a second lab in real-cluster mode");
+    assert_eq!(
+        lab.kubeconfig(),
+        Some(lab.run_dir().join("kubeconfig").as_path())
+    );
+    assert_ne!(lab.kubeconfig(), other.kubeconfig());
     let pods = lab
         .control_plane()
         .unwrap()
@@ -376,8 +377,6 @@ fn real_cluster_mode_runs_the_given_command_in_the_control_plane() {
         .unwrap()
         .unwrap();
     assert_eq!(pods.items.len(), 2);
-    drop(lab);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// A `lab hold` child process (a lab owned by that process); killed when dropped, so that a

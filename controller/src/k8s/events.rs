@@ -91,7 +91,9 @@ pub fn k8s_event(
     let name = regarding.name.clone().unwrap_or_default();
     Event {
         metadata: ObjectMeta {
-            generate_name: Some(format!("{name}.")),
+            // A generateName must itself be a valid name prefix: a trailing
+            // dot is refused by the real API server, a dash is not.
+            generate_name: Some(format!("{name}-")),
             namespace: regarding.namespace.clone(),
             ..ObjectMeta::default()
         },
@@ -135,7 +137,7 @@ mod tests {
             message: "no IP".into(),
         };
         let e = k8s_event("ferrolb-controller", "pod-1", reference, &ev);
-        assert_eq!(e.metadata.generate_name.as_deref(), Some("web."));
+        assert_eq!(e.metadata.generate_name.as_deref(), Some("web-"));
         assert_eq!(e.metadata.namespace.as_deref(), Some("default"));
         assert_eq!(e.type_.as_deref(), Some("Warning"));
         assert_eq!(e.reason.as_deref(), Some("AllocationFailed"));

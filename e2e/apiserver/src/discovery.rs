@@ -93,6 +93,17 @@ pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Option<
             r["shortNames"] = json!(k.short_names);
         }
         resources.push(r);
+        if k.group.is_empty() && k.plural == "serviceaccounts" {
+            resources.push(json!({
+                "name": "serviceaccounts/token",
+                "singularName": "",
+                "namespaced": true,
+                "group": "authentication.k8s.io",
+                "version": "v1",
+                "kind": "TokenRequest",
+                "verbs": ["create"],
+            }));
+        }
         if k.status_subresource {
             resources.push(json!({
                 "name": format!("{}/status", k.plural),

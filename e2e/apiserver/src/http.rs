@@ -10,6 +10,7 @@ use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use crate::auth;
 use crate::discovery;
 use crate::events;
 use crate::kinds::{Behaviour, ResourceKind};
@@ -68,6 +69,8 @@ struct Target {
     namespace: Option<String>,
     name: Option<String>,
     sub: Sub,
+    /// `serviceaccounts/{name}/token` (TokenRequest).
+    token: bool,
 }
 
 /// The single handler: every path of the API.
@@ -101,6 +104,9 @@ async fn route(
     headers: &HeaderMap,
     body: Bytes,
 ) -> Response {
+    if let Err(e) = check_access(shared, method, path, query, headers) {
+        return error_response(&e);
+    }
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let host = headers
         .get(header::HOST)
@@ -142,6 +148,32 @@ async fn route(
     }
 }
 
+/// Authentication, then RBAC for a service-account user (a request without credentials has
+/// full access), before anything else, as the real server's filters run before its handlers.
+fn check_access(
+    shared: &Shared,
+    method: &Method,
+    path: &str,
+    query: &Query,
+    headers: &HeaderMap,
+) -> Result<(), ApiError> {
+    let state = shared.lock();
+    let Some(user) = auth::authenticate(&state, headers)? else {
+        return Ok(());
+    };
+    let attrs = auth::attributes(
+        method,
+        path,
+        query.flag("watch"),
+        query.get("fieldSelector"),
+    );
+    let allowed = auth::authorize(&state, &user, &attrs);
+    if let Err(e) = &allowed {
+        tracing::debug!(user = %user.name, %method, %path, message = %e.message, "forbidden");
+    }
+    allowed
+}
+
 fn discovery_list(shared: &Shared, group: &str, version: &str) -> Response {
     match discovery::resource_list(&shared.lock().registry, group, version) {
         Some(doc) => json_response(200, &doc),
@@ -176,10 +208,15 @@ fn resolve(shared: &Shared, group: &str, version: &str, rest: &[&str]) -> Result
             (k, None, &rest[1..])
         }
     };
+    let mut token = false;
     let (name, sub) = match tail {
         [] => (None, Sub::Main),
         [name] => (Some((*name).to_string()), Sub::Main),
         [name, "status"] if kind.status_subresource => (Some((*name).to_string()), Sub::Status),
+        [name, "token"] if kind.group.is_empty() && kind.plural == "serviceaccounts" => {
+            token = true;
+            (Some((*name).to_string()), Sub::Main)
+        }
         _ => return Err(ApiError::no_such_path()),
     };
     Ok(Target {
@@ -187,6 +224,7 @@ fn resolve(shared: &Shared, group: &str, version: &str, rest: &[&str]) -> Result
         namespace,
         name,
         sub,
+        token,
     })
 }
 
@@ -273,6 +311,17 @@ fn resource_inner(
     let t = resolve(shared, group, version, rest)?;
     let ns = t.namespace.as_deref();
     let opts = write_options(query, headers);
+    if t.token {
+        let (Some(ns), Some(name)) = (ns, t.name.as_deref()) else {
+            return Err(ApiError::no_such_path());
+        };
+        if *method != Method::POST {
+            return Err(ApiError::method_not_allowed(method.as_str()));
+        }
+        let request = parse_json(&body)?;
+        let answer = auth::create_token(&mut shared.lock(), ns, name, request, opts.dry_run)?;
+        return Ok(json_response(201, &answer));
+    }
     match (method, t.name.as_deref()) {
         (&Method::GET, None) if query.flag("watch") => start_watch(shared, &t, query),
         (&Method::GET, None) => {

@@ -69,6 +69,8 @@ pub enum NameRule {
     Label,
     /// RFC 1035 label (services).
     Dns1035Label,
+    /// A path segment: not `.` or `..`, no `/` or `%` (the rbac.authorization.k8s.io kinds).
+    PathSegment,
 }
 
 fn is_label(s: &str, first_alpha: bool) -> bool {
@@ -86,33 +88,78 @@ fn is_label(s: &str, first_alpha: bool) -> bool {
 }
 
 /// Validates a name; returns the field error the real server would give.
+#[cfg(test)]
 pub fn validate_name(name: &str, rule: NameRule) -> Option<FieldError> {
-    let value = Value::String(name.to_string());
+    name_errors(name, rule, false, "metadata.name")
+        .into_iter()
+        .next()
+}
+
+/// What the real `ValidateNameFunc`s do in prefix mode (for `generateName`): a trailing '-'
+/// of a string longer than one character is masked. The real mask replaces the last *two*
+/// characters with "a" (`name[:len(name)-2] + "a"`), so this does the same.
+fn mask_trailing_dash(name: &str) -> String {
+    if name.len() > 1 && name.ends_with('-') {
+        let mut cut = name.len() - 2;
+        while !name.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        format!("{}a", &name[..cut])
+    } else {
+        name.to_string()
+    }
+}
+
+/// The field errors of `value` (a name, or with `prefix` a `generateName`) under a kind's name
+/// rule, as `metadata.name` / `metadata.generateName` errors of the real ValidateObjectMeta.
+pub fn name_errors(value: &str, rule: NameRule, prefix: bool, field: &str) -> Vec<FieldError> {
+    let shown = Value::String(value.to_string());
+    let checked = if prefix && rule != NameRule::PathSegment {
+        mask_trailing_dash(value)
+    } else {
+        value.to_string()
+    };
+    let name = checked.as_str();
+    let one = |detail: &str| vec![FieldError::invalid(field, &shown, detail)];
     match rule {
         NameRule::Subdomain => {
             let ok = name.len() <= 253 && name.split('.').all(|part| is_label(part, false));
-            (!ok).then(|| {
-                FieldError::invalid(
-                    "metadata.name",
-                    &value,
+            if ok {
+                Vec::new()
+            } else {
+                one(
                     "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
                 )
-            })
+            }
         }
-        NameRule::Label => (!is_label(name, false)).then(|| {
-            FieldError::invalid(
-                "metadata.name",
-                &value,
-                "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')",
-            )
-        }),
-        NameRule::Dns1035Label => (!is_label(name, true)).then(|| {
-            FieldError::invalid(
-                "metadata.name",
-                &value,
-                "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')",
-            )
-        }),
+        NameRule::Label => {
+            if is_label(name, false) {
+                Vec::new()
+            } else {
+                one(
+                    "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')",
+                )
+            }
+        }
+        NameRule::Dns1035Label => {
+            if is_label(name, true) {
+                Vec::new()
+            } else {
+                one(
+                    "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')",
+                )
+            }
+        }
+        NameRule::PathSegment => {
+            if !prefix && (name == "." || name == "..") {
+                return one(&format!("may not be '{name}'"));
+            }
+            ["/", "%"]
+                .iter()
+                .filter(|bad| name.contains(**bad))
+                .map(|bad| FieldError::invalid(field, &shown, &format!("may not contain '{bad}'")))
+                .collect()
+        }
     }
 }
 
@@ -159,10 +206,33 @@ mod tests {
             ("1abc", NameRule::Label, true),
             ("a.b", NameRule::Label, false),
             ("svc.17f3a", NameRule::Subdomain, true),
+            ("metallb-system:controller", NameRule::PathSegment, true),
+            ("..", NameRule::PathSegment, false),
+            ("a/b", NameRule::PathSegment, false),
         ];
         for (name, rule, ok) in cases {
             assert_eq!(validate_name(name, rule).is_none(), ok, "{name} {rule:?}");
         }
+    }
+
+    #[test]
+    fn generate_name_is_checked_in_prefix_mode_with_the_real_trailing_dash_mask() {
+        let cases = [
+            ("web-", NameRule::Subdomain, true),
+            ("s1-", NameRule::Subdomain, true),
+            ("s1.", NameRule::Subdomain, false),
+            ("-", NameRule::Subdomain, false),
+            ("web-", NameRule::Dns1035Label, true),
+            ("ns-", NameRule::Label, true),
+            ("a.b", NameRule::Label, false),
+            ("..", NameRule::PathSegment, true),
+            ("a%", NameRule::PathSegment, false),
+        ];
+        for (prefix, rule, ok) in cases {
+            let errors = name_errors(prefix, rule, true, "metadata.generateName");
+            assert_eq!(errors.is_empty(), ok, "{prefix} {rule:?}: {errors:?}");
+        }
+        assert_eq!(mask_trailing_dash("s1-"), "sa");
     }
 
     #[test]

@@ -161,6 +161,9 @@ pub fn prepare(
         plan: Plan::default(),
     };
     let result = prepare_spec(service, old, &mut taker);
+    if result.is_ok() {
+        reset_load_balancer_status(service, old);
+    }
     let Taker {
         alloc,
         owned,
@@ -175,6 +178,24 @@ pub fn prepare(
             plan.rollback(alloc);
             Err(errors)
         }
+    }
+}
+
+/// The real server empties `status.loadBalancer` when an update moves a Service away from
+/// type LoadBalancer (the ingress it had no longer means anything).
+fn reset_load_balancer_status(service: &mut Value, old: Option<&Value>) {
+    let type_of = |v: &Value| {
+        v.get("spec")
+            .and_then(|s| s.get("type"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    let was_lb = old.and_then(type_of).as_deref() == Some("LoadBalancer");
+    if was_lb
+        && type_of(service).as_deref() != Some("LoadBalancer")
+        && let Some(obj) = service.as_object_mut()
+    {
+        obj.insert("status".into(), json!({"loadBalancer": {}}));
     }
 }
 

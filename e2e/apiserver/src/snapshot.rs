@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::allocator::{Allocators, Grant, Refusal};
+use crate::auth::{IssuedToken, Tokens};
 use crate::kinds::{Behaviour, Registry, StorageKey, custom_kind};
 use crate::meta;
 use crate::service;
@@ -84,6 +85,7 @@ struct SnapshotOut<'a> {
     resource_version: u64,
     kinds: Vec<SavedKind>,
     storages: Vec<StorageOut<'a>>,
+    tokens: Vec<&'a IssuedToken>,
 }
 
 #[derive(Serialize)]
@@ -100,6 +102,9 @@ struct SnapshotIn {
     resource_version: u64,
     kinds: Vec<SavedKind>,
     storages: Vec<StorageIn>,
+    /// Absent in files written before tokens existed.
+    #[serde(default)]
+    tokens: Vec<IssuedToken>,
 }
 
 #[derive(Deserialize)]
@@ -146,6 +151,7 @@ pub fn encode(state: &State) -> Result<Vec<u8>, serde_json::Error> {
         resource_version: state.store.current_rv(),
         kinds,
         storages,
+        tokens: state.tokens.values().collect(),
     })?;
     bytes.push(b'\n');
     Ok(bytes)
@@ -233,10 +239,20 @@ pub fn decode(bytes: &[u8], history_limit: usize) -> Result<State, Decoded> {
             }
         }
     }
+    let mut tokens = Tokens::new();
+    for t in snapshot.tokens {
+        if t.token.is_empty() {
+            return Err(bad("a token is empty".into()));
+        }
+        if tokens.insert(t.token.clone(), t).is_some() {
+            return Err(bad("a token is stored twice".into()));
+        }
+    }
     Ok(State {
         store,
         registry,
         alloc,
+        tokens,
     })
 }
 

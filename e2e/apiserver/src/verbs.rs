@@ -34,6 +34,8 @@ pub struct State {
     pub registry: Registry,
     /// Service cluster IPs and node ports.
     pub alloc: Allocators,
+    /// Service-account tokens issued by TokenRequest, by token.
+    pub tokens: crate::auth::Tokens,
 }
 
 /// Which endpoint a write came through.
@@ -82,6 +84,7 @@ impl State {
             store: Store::new(history_limit),
             registry: Registry::builtin(),
             alloc: Allocators::default(),
+            tokens: crate::auth::Tokens::default(),
         };
         state.seed();
         state
@@ -156,6 +159,7 @@ fn name_rule(kind: &ResourceKind) -> NameRule {
     match kind.behaviour {
         Behaviour::Service => NameRule::Dns1035Label,
         Behaviour::Namespace => NameRule::Label,
+        Behaviour::Rbac => NameRule::PathSegment,
         _ => NameRule::Subdomain,
     }
 }
@@ -336,7 +340,11 @@ fn prepare_create(
         }
         Behaviour::Secret => none_or(core_rules::prepare_secret(obj, None)),
         Behaviour::EndpointSlice => none_or(core_rules::validate_endpoint_slice(obj, None)),
-        Behaviour::Node | Behaviour::CoreEvent | Behaviour::EventsV1 | Behaviour::Plain => Ok(None),
+        Behaviour::Node
+        | Behaviour::CoreEvent
+        | Behaviour::EventsV1
+        | Behaviour::Plain
+        | Behaviour::Rbac => Ok(None),
     }
 }
 
@@ -454,6 +462,15 @@ fn create_object(
         ""
     };
 
+    // The real ValidateObjectMeta checks generateName with the kind's name rule in prefix
+    // mode, after the name was generated from it (so the message names the generated name).
+    let generate_name = meta::meta_str(&obj, "generateName")
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
+    let mut errors: Vec<FieldError> = generate_name
+        .as_deref()
+        .map(|g| meta::name_errors(g, name_rule(kind), true, "metadata.generateName"))
+        .unwrap_or_default();
     let mut name = meta::name_of(&obj).to_string();
     if name.is_empty() {
         let Some(prefix) = meta::meta_str(&obj, "generateName").filter(|s| !s.is_empty()) else {
@@ -480,9 +497,12 @@ fn create_object(
         }
         meta::metadata_mut(&mut obj).insert("name".into(), json!(name));
     }
-    let mut errors: Vec<FieldError> = meta::validate_name(&name, name_rule(kind))
-        .into_iter()
-        .collect();
+    errors.extend(meta::name_errors(
+        &name,
+        name_rule(kind),
+        false,
+        "metadata.name",
+    ));
     errors.extend(metadata_errors(&obj));
     if !errors.is_empty() {
         return Err(ApiError::invalid(kind, &name, &errors));

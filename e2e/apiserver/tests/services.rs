@@ -301,3 +301,50 @@ async fn the_kubernetes_service_exists_from_the_start() {
     let s = svcs.get("kubernetes").await.unwrap();
     assert_eq!(s.spec.unwrap().cluster_ip.as_deref(), Some("10.96.0.1"));
 }
+
+/// conformance: the real kube-apiserver 1.24 empties `status.loadBalancer` when an update
+/// changes a Service's type from LoadBalancer to ClusterIP (the ingress is gone at once,
+/// before any load-balancer controller acts); a change that keeps the type keeps it.
+#[tokio::test]
+async fn type_change_away_from_load_balancer_empties_the_ingress() {
+    let c = start().await;
+    let svcs: Api<Service> = Api::namespaced(c.client.clone(), "default");
+    for name in ["moved", "kept"] {
+        svcs.create(
+            &PostParams::default(),
+            &service(
+                name,
+                json!({"type": "LoadBalancer", "ports": [{"port": 80}]}),
+            ),
+        )
+        .await
+        .unwrap();
+        svcs.patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.7"}]}}})),
+        )
+        .await
+        .unwrap();
+    }
+    let moved = svcs
+        .patch(
+            "moved",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"type": "ClusterIP"}})),
+        )
+        .await
+        .unwrap();
+    let lb = moved.status.unwrap().load_balancer.unwrap();
+    assert_eq!(lb.ingress, None, "{lb:?}");
+    let kept = svcs
+        .patch(
+            "kept",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"a": "b"}}})),
+        )
+        .await
+        .unwrap();
+    let ingress = kept.status.unwrap().load_balancer.unwrap().ingress.unwrap();
+    assert_eq!(ingress[0].ip.as_deref(), Some("192.0.2.7"));
+}

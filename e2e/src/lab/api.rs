@@ -37,9 +37,14 @@ impl ControlPlane {
         }
     }
 
-    /// The kubeconfig file (also what ferrolb's binaries in the lab get as `KUBECONFIG`).
+    /// The kubeconfig file the calls use.
     pub fn kubeconfig(&self) -> &Path {
         &self.kubeconfig
+    }
+
+    /// The namespace the calls are made from.
+    pub fn netns(&self) -> &str {
+        &self.netns
     }
 
     /// Runs `f` with a kube client inside the control-plane namespace and returns its result.

@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod binaries;
+pub mod identity;
 pub mod leftovers;
 pub mod netns;
 pub mod objects;
@@ -14,11 +15,13 @@ pub mod process;
 pub mod responder;
 pub mod topology;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use api::ControlPlane;
+use identity::Identity;
 use leftovers::{LabState, Owner};
 use process::{NsProcess, Spawn};
 use topology::{BRIDGE, HOST_IFACE, Host, LAN_V4, LAN_V6, Role, SERVICE_V4, SERVICE_V6, Topology};
@@ -28,7 +31,10 @@ use crate::routers::{self, Router, RouterConfig, RouterKind};
 /// Environment variable: a shell command that starts a real API server in the control-plane
 /// namespace instead of the test API server (real-cluster mode).
 pub const APISERVER_CMD_ENV: &str = "FERROLB_E2E_APISERVER_CMD";
-/// Environment variable: the kubeconfig clients use in real-cluster mode.
+/// Environment variable: in real-cluster mode, the path the command writes the admin
+/// kubeconfig to (the lab sets it to a file of the lab's own run folder, so that labs in
+/// parallel never share one); set by the user, a kubeconfig copied there before the command
+/// starts (for a server that does not write one).
 pub const KUBECONFIG_ENV: &str = "FERROLB_E2E_KUBECONFIG";
 /// How long the API server gets to become ready.
 /// When set, a lab keeps its logs (under `$TMPDIR/ferrolb-lab-logs/`) also
@@ -135,13 +141,15 @@ impl Default for LabConfig {
 pub enum ApiServer {
     /// ferrolb's in-memory test API server (`ferrolb-test-apiserver`, plain HTTP).
     Test,
-    /// Real-cluster mode: `command` runs under `sh -c` with `APISERVER_ADDR` and
-    /// `APISERVER_PORT` set; clients use `kubeconfig`.
+    /// Real-cluster mode: `command` runs under `sh -c` with `APISERVER_ADDR`,
+    /// `APISERVER_PORT` and `FERROLB_E2E_KUBECONFIG` (the lab's own kubeconfig path) set;
+    /// the lab waits until that file exists and the server is ready.
     External {
         /// The shell command.
         command: String,
-        /// The kubeconfig for clients (may be written by the command itself).
-        kubeconfig: PathBuf,
+        /// A ready admin kubeconfig to copy to the lab's path before the command starts,
+        /// for a command that does not write one itself.
+        kubeconfig: Option<PathBuf>,
     },
 }
 
@@ -154,7 +162,7 @@ impl ApiServer {
                 command,
                 kubeconfig: std::env::var_os(KUBECONFIG_ENV)
                     .map(PathBuf::from)
-                    .unwrap_or_default(),
+                    .filter(|p| p.is_file()),
             },
             _ => Self::Test,
         }
@@ -168,6 +176,10 @@ pub struct Lab {
     run_dir: PathBuf,
     processes: Vec<NsProcess>,
     control_plane: Option<ControlPlane>,
+    /// Kubeconfigs of ferrolb's ServiceAccounts (tokens), written once ferrolb is installed.
+    identities: BTreeMap<Identity, PathBuf>,
+    /// Whether the API server is a real one (real-cluster mode).
+    real_cluster: bool,
     /// How the API server was started (process index, what), for restarts.
     apiserver: Option<(usize, Spawn)>,
     responder_port: u16,
@@ -193,16 +205,10 @@ impl Lab {
         } else {
             Some(Owner::current()?)
         };
-        let kubeconfig = match &config.control_plane {
-            None => None,
-            Some(ApiServer::Test) => Some(run_dir.join("kubeconfig")),
-            Some(ApiServer::External { kubeconfig, .. }) if kubeconfig.as_os_str().is_empty() => {
-                return Err(LabError::Missing(format!(
-                    "real-cluster mode needs a kubeconfig: set {KUBECONFIG_ENV}"
-                )));
-            }
-            Some(ApiServer::External { kubeconfig, .. }) => Some(kubeconfig.clone()),
-        };
+        let kubeconfig = config
+            .control_plane
+            .as_ref()
+            .map(|_| run_dir.join("kubeconfig"));
         // The state (and so the owner) goes on disk before any namespace exists, so that a
         // crash at any later point leaves something the next run recognises as dead.
         LabState {
@@ -216,6 +222,8 @@ impl Lab {
             run_dir,
             processes: Vec::new(),
             control_plane: None,
+            identities: BTreeMap::new(),
+            real_cluster: matches!(config.control_plane, Some(ApiServer::External { .. })),
             apiserver: None,
             responder_port: config.responder_port,
             torn_down: false,
@@ -265,9 +273,29 @@ impl Lab {
         self.control_plane.as_ref()
     }
 
-    /// The kubeconfig for clients inside the lab, if the lab has a control plane.
+    /// The admin kubeconfig for clients inside the lab, if the lab has a control plane.
     pub fn kubeconfig(&self) -> Option<&Path> {
         self.control_plane.as_ref().map(ControlPlane::kubeconfig)
+    }
+
+    /// The kubeconfig that acts as `identity` (the admin's, or a ServiceAccount token's).
+    pub fn kubeconfig_of(&self, identity: Identity) -> Option<&Path> {
+        match identity {
+            Identity::Admin => self.kubeconfig(),
+            _ => self.identities.get(&identity).map(PathBuf::as_path),
+        }
+    }
+
+    /// Access to the API server as `identity`.
+    pub fn control_plane_as(&self, identity: Identity) -> Option<ControlPlane> {
+        let cp = self.control_plane.as_ref()?;
+        let kubeconfig = self.kubeconfig_of(identity)?;
+        Some(ControlPlane::new(cp.netns(), kubeconfig))
+    }
+
+    /// Whether the lab runs a real API server (real-cluster mode).
+    pub fn is_real_cluster(&self) -> bool {
+        self.real_cluster
     }
 
     /// Probes from the client namespace.
@@ -290,7 +318,8 @@ impl Lab {
     }
 
     /// Starts ferrolb binary `binary` (found by [`binaries::locate`]) on node `node`, with
-    /// `KUBECONFIG` and `NODE_NAME` set.
+    /// `NODE_NAME` set and `KUBECONFIG` acting as the binary's ServiceAccount (see
+    /// [`Identity::of_binary`]).
     pub fn spawn_ferrolb(
         &mut self,
         binary: &str,
@@ -302,7 +331,7 @@ impl Lab {
             .ok_or_else(|| LabError::Missing(format!("no node {node} in this lab")))?
             .clone();
         let mut what = Spawn::new(binaries::locate(binary)?, args).env("NODE_NAME", &host.name);
-        if let Some(kubeconfig) = self.kubeconfig() {
+        if let Some(kubeconfig) = self.kubeconfig_of(Identity::of_binary(binary)) {
             what = what.env("KUBECONFIG", &kubeconfig.display().to_string());
         }
         self.spawn(&format!("{binary}-{node}"), &host.netns, &what)
@@ -506,9 +535,20 @@ impl Lab {
         let addr = cp.ipv4.to_string();
         let port = topology::API_PORT.to_string();
         let what = match server {
-            ApiServer::External { command, .. } => Spawn::new("/bin/sh", &["-c", command])
-                .env("APISERVER_ADDR", &addr)
-                .env("APISERVER_PORT", &port),
+            ApiServer::External {
+                command,
+                kubeconfig: given,
+            } => {
+                if let Some(given) = given {
+                    std::fs::copy(given, kubeconfig).map_err(|e| {
+                        LabError::io(format!("copy {} to the lab", given.display()), e)
+                    })?;
+                }
+                Spawn::new("/bin/sh", &["-c", command])
+                    .env("APISERVER_ADDR", &addr)
+                    .env("APISERVER_PORT", &port)
+                    .env(KUBECONFIG_ENV, &kubeconfig.display().to_string())
+            }
             ApiServer::Test => {
                 std::fs::write(kubeconfig, api::plain_kubeconfig(&self.topology.api_url()))
                     .map_err(|e| LabError::io(format!("write {}", kubeconfig.display()), e))?;
@@ -528,7 +568,10 @@ impl Lab {
         let index = self.spawn("apiserver", &cp.netns, &what)?;
         self.apiserver = Some((index, what.clone()));
         let control_plane = ControlPlane::new(&cp.netns, kubeconfig);
-        if let Err(e) = control_plane.wait_ready(API_READY_TIMEOUT) {
+        let ready = self
+            .wait_kubeconfig(index, kubeconfig)
+            .and_then(|()| control_plane.wait_ready(API_READY_TIMEOUT));
+        if let Err(e) = ready {
             let log = self
                 .processes
                 .get(index)
@@ -536,9 +579,119 @@ impl Lab {
                 .unwrap_or_default();
             return Err(LabError::Api(format!("{e}; API server output:\n{log}")));
         }
+        self.install_ferrolb(&control_plane)?;
         control_plane.register_nodes(&self.topology.nodes)?;
         self.control_plane = Some(control_plane);
         Ok(())
+    }
+
+    /// Waits until the API server command has written the (parseable) kubeconfig.
+    fn wait_kubeconfig(&mut self, index: usize, kubeconfig: &Path) -> Result<(), LabError> {
+        let deadline = Instant::now() + API_READY_TIMEOUT;
+        loop {
+            // A file still being written may parse already: it is complete once its
+            // current context names a context of its own.
+            if kube::config::Kubeconfig::read_from(kubeconfig).is_ok_and(|k| {
+                k.current_context
+                    .as_ref()
+                    .is_some_and(|c| k.contexts.iter().any(|n| &n.name == c))
+            }) {
+                return Ok(());
+            }
+            if self
+                .processes
+                .get_mut(index)
+                .is_some_and(|p| !p.is_running())
+            {
+                return Err(LabError::Missing(format!(
+                    "the API server command exited before writing {}",
+                    kubeconfig.display()
+                )));
+            }
+            if Instant::now() >= deadline {
+                return Err(LabError::Timeout {
+                    what: format!("the API server command to write {}", kubeconfig.display()),
+                    after: API_READY_TIMEOUT,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Installs ferrolb as a user does (`kubectl apply` of the namespace, CRDs and main
+    /// manifests on a real server; the same objects applied through kube-rs on the test
+    /// one), then writes a kubeconfig per ferrolb ServiceAccount from a TokenRequest.
+    fn install_ferrolb(&mut self, control_plane: &ControlPlane) -> Result<(), LabError> {
+        let dir = identity::manifests_dir();
+        if self.real_cluster {
+            binaries::require_tools(&[("kubectl", "kubectl")])?;
+            for manifest in identity::INSTALL_MANIFESTS {
+                self.kubectl(&["apply", "-f", &dir.join(manifest).display().to_string()])?;
+            }
+            self.kubectl(&[
+                "wait",
+                "--for=condition=established",
+                "--timeout=60s",
+                "-f",
+                &dir.join("crds.yaml").display().to_string(),
+            ])?;
+        } else {
+            let mut texts = Vec::new();
+            for manifest in identity::INSTALL_MANIFESTS {
+                let path = dir.join(manifest);
+                texts.push(
+                    std::fs::read_to_string(&path)
+                        .map_err(|e| LabError::io(format!("read {}", path.display()), e))?,
+                );
+            }
+            control_plane.run(move |client| async move {
+                for text in &texts {
+                    identity::apply_objects(&client, text).await?;
+                }
+                Ok::<(), LabError>(())
+            })??;
+        }
+        for who in Identity::SERVICE_ACCOUNTS {
+            let Some(account) = who.service_account() else {
+                continue;
+            };
+            let token = control_plane
+                .run(move |client| async move { identity::token(&client, account).await })??;
+            let text = identity::token_kubeconfig(control_plane.kubeconfig(), account, &token)?;
+            let path = self.run_dir.join(format!("kubeconfig-{account}"));
+            std::fs::write(&path, text)
+                .map_err(|e| LabError::io(format!("write {}", path.display()), e))?;
+            self.identities.insert(who, path);
+        }
+        Ok(())
+    }
+
+    /// Runs `kubectl` with the admin kubeconfig inside the control-plane namespace.
+    pub fn kubectl(&self, args: &[&str]) -> Result<String, LabError> {
+        let kubeconfig = self.run_dir.join("kubeconfig").display().to_string();
+        let netns = self.topology.control_plane.netns.clone();
+        let mut full = vec![
+            "netns",
+            "exec",
+            &netns,
+            "kubectl",
+            "--kubeconfig",
+            &kubeconfig,
+        ];
+        full.extend_from_slice(args);
+        let out = std::process::Command::new("ip")
+            .args(&full)
+            .output()
+            .map_err(|e| LabError::io("run kubectl", e))?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if !out.status.success() {
+            return Err(LabError::Command {
+                command: format!("kubectl {}", args.join(" ")),
+                status: out.status.to_string(),
+                output: format!("{}{text}", String::from_utf8_lossy(&out.stderr)),
+            });
+        }
+        Ok(text)
     }
 }
 

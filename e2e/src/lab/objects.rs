@@ -75,6 +75,9 @@ pub fn speaker_pod(host: &Host) -> Pod {
         spec: Some(PodSpec {
             node_name: Some(host.name.clone()),
             host_network: Some(true),
+            // As the DaemonSet of manifests/ferrolb.yaml runs it (the ServiceAccount exists
+            // once ferrolb is installed; a real server's admission needs one).
+            service_account_name: Some("speaker".to_string()),
             containers: vec![Container {
                 name: "speaker".to_string(),
                 image: Some("ferrolb/speaker:lab".to_string()),

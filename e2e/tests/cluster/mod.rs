@@ -16,6 +16,7 @@ use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use ferrolb_e2e::lab::binaries::{self, require_tools};
+use ferrolb_e2e::lab::identity::Identity;
 use ferrolb_e2e::lab::process::Spawn;
 use ferrolb_e2e::lab::topology::{Host, MacAddr};
 use ferrolb_e2e::lab::{ApiServer, Lab, LabConfig, LabError, netns};
@@ -149,7 +150,12 @@ impl Cluster {
 
     fn start_controller(&mut self) {
         let netns = self.lab.topology().control_plane.netns.clone();
-        let kubeconfig = self.kubeconfig();
+        let kubeconfig = self
+            .lab
+            .kubeconfig_of(Identity::Controller)
+            .expect("the lab has the controller's kubeconfig")
+            .display()
+            .to_string();
         let binary = binaries::locate("ferrolb-controller").unwrap_or_else(|e| panic!("{e}"));
         let what = Spawn::new(binary, &["--metrics-addr", "0.0.0.0:7472"])
             .env("KUBECONFIG", &kubeconfig)

@@ -48,7 +48,9 @@ pub fn node_assigned_event(
     let name = regarding.name.clone().unwrap_or_default();
     Event {
         metadata: ObjectMeta {
-            generate_name: Some(format!("{name}.")),
+            // A generateName must itself be a valid name prefix: a trailing
+            // dot is refused by the real API server, a dash is not.
+            generate_name: Some(format!("{name}-")),
             namespace: regarding.namespace.clone(),
             ..ObjectMeta::default()
         },
@@ -182,7 +184,7 @@ mod tests {
             ..ObjectReference::default()
         };
         let e = node_assigned_event("ferrolb-speaker", "node1", regarding, "note".into());
-        assert_eq!(e.metadata.generate_name.as_deref(), Some("web."));
+        assert_eq!(e.metadata.generate_name.as_deref(), Some("web-"));
         assert_eq!(e.metadata.namespace.as_deref(), Some("default"));
         assert_eq!(e.type_.as_deref(), Some("Normal"));
         assert_eq!(e.reason.as_deref(), Some(NODE_ASSIGNED));

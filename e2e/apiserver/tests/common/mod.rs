@@ -42,6 +42,65 @@ pub fn client_for(url: &str) -> Client {
     Client::try_from(config).expect("a kube client for the test server")
 }
 
+/// A client that authenticates with a bearer token (a service account's, from TokenRequest).
+pub fn client_with_token(url: &str, token: &str) -> Client {
+    let mut config = Config::new(url.parse().expect("a valid URL"));
+    config.default_namespace = "default".into();
+    config.read_timeout = Some(Duration::from_secs(300));
+    config.headers.push((
+        http::header::AUTHORIZATION,
+        http::HeaderValue::from_str(&format!("Bearer {token}")).expect("a header value"),
+    ));
+    Client::try_from(config).expect("a kube client for the test server")
+}
+
+/// Creates the ServiceAccount `ns/name` (if missing) and returns a token for it.
+pub async fn service_account_token(admin: &Client, ns: &str, name: &str) -> String {
+    use k8s_openapi::api::authentication::v1::TokenRequest;
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    let accounts: Api<ServiceAccount> = Api::namespaced(admin.clone(), ns);
+    let account: ServiceAccount =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap();
+    match accounts
+        .create(&kube::api::PostParams::default(), &account)
+        .await
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 409 => {}
+        Err(e) => panic!("creating the ServiceAccount {ns}/{name}: {e}"),
+    }
+    let request: TokenRequest =
+        serde_json::from_value(serde_json::json!({"spec": {"audiences": []}})).unwrap();
+    accounts
+        .create_token_request(name, &kube::api::PostParams::default(), &request)
+        .await
+        .expect("a TokenRequest for an existing ServiceAccount succeeds")
+        .status
+        .expect("a TokenRequest answer has a status")
+        .token
+        .expect("a TokenRequest answer has a token")
+}
+
+/// Sends a raw request with `client` and returns the status code and the JSON body.
+pub async fn raw(
+    client: &Client,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &str,
+) -> (u16, serde_json::Value) {
+    let req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header(http::header::CONTENT_TYPE, content_type)
+        .body(kube::client::Body::from(body.as_bytes().to_vec()))
+        .unwrap();
+    let resp = client.send(req).await.expect("the server answers");
+    let code = resp.status().as_u16();
+    let bytes = resp.into_body().collect_bytes().await.unwrap();
+    (code, serde_json::from_slice(&bytes).expect("a JSON body"))
+}
+
 /// The Status of a failed call, or a panic saying the call succeeded.
 pub fn api_error<T: std::fmt::Debug>(result: Result<T, kube::Error>) -> kube::core::Status {
     match result {
