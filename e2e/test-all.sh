@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(iproute2 bird2 frr gobgpd arping ndisc6 iputils-ping procps)
+packages=(iproute2 bird2 frr gobgpd arping ndisc6 iputils-ping procps umoci skopeo ca-certificates)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
