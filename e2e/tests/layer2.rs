@@ -196,6 +196,37 @@ fn the_exclusion_label_moves_an_ip_off_a_node_and_back() {
 
 /// Speaker memory with 1,000 LoadBalancer Services (with endpoints), a third
 /// of them announced by each node: prints every speaker's resident set.
+/// Upgrade from MetalLB 0.12 in place: Services whose status already holds
+/// the IPs MetalLB gave them (written before ferrolb starts, with the same
+/// ConfigMap) keep exactly those IPs, are announced and reachable; a new
+/// Service gets a free address, never one of theirs.
+#[test]
+fn services_assigned_by_metallb_keep_their_ips_and_become_reachable() {
+    let given: [(&str, IpAddr); 2] = [
+        ("legacy-a", "192.168.5.247".parse().unwrap()),
+        ("legacy-b", "192.168.5.240".parse().unwrap()),
+    ];
+    let cluster = Cluster::up_after(TUTORIAL_CONFIG, |c| {
+        for (name, ip) in given {
+            c.create_service(lb_service(name, &[80]));
+            c.set_endpoints(name, &everywhere());
+            c.set_status_ip(name, ip);
+        }
+    });
+    cluster.create_service(lb_service("fresh", &[80]));
+    cluster.set_endpoints("fresh", &everywhere());
+    let fresh = cluster.wait_ips("fresh", 1)[0];
+    assert!(
+        !given.iter().any(|(_, ip)| *ip == fresh),
+        "the new Service took a MetalLB-assigned address {fresh}"
+    );
+    for (name, ip) in given {
+        assert_eq!(cluster.wait_ips(name, 1), vec![ip], "{name} kept its IP");
+        let announcer = cluster.wait_announcer(ip, |_| true);
+        assert_client_reaches(&cluster, ip, &announcer);
+    }
+}
+
 #[test]
 fn speaker_memory_with_1000_services() {
     const SERVICES: usize = 1000;

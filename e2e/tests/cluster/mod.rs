@@ -75,9 +75,34 @@ impl Cluster {
         )
     }
 
+    /// Like [`Cluster::up`], but `before` runs on the API server after the
+    /// config is applied and before ferrolb starts (objects an earlier
+    /// MetalLB left behind, say).
+    pub fn up_after(config: &str, before: impl FnOnce(&Cluster)) -> Self {
+        Self::start_after(
+            config,
+            false,
+            &[
+                ("ip", "iproute2"),
+                ("arping", "arping"),
+                ("ndisc6", "ndisc6"),
+            ],
+            before,
+        )
+    }
+
     /// A 3-node lab (with router namespaces or not) running the controller
     /// and a speaker per node on `config`, once every speaker has converged.
     fn start(config: &str, routers: bool, tools: &[(&str, &str)]) -> Self {
+        Self::start_after(config, routers, tools, |_| {})
+    }
+
+    fn start_after(
+        config: &str,
+        routers: bool,
+        tools: &[(&str, &str)],
+        before: impl FnOnce(&Cluster),
+    ) -> Self {
         require_tools(tools).unwrap_or_else(|e| panic!("{e}"));
         let lab = Lab::up(&LabConfig {
             nodes: 3,
@@ -91,6 +116,7 @@ impl Cluster {
             speakers: BTreeMap::new(),
         };
         cluster.apply_config(config);
+        before(&cluster);
         cluster.start_controller();
         let names: Vec<String> = cluster.nodes().iter().map(|n| n.name.clone()).collect();
         for node in &names {
@@ -395,6 +421,23 @@ impl Cluster {
         self.api(move |client| async move {
             Api::<Service>::namespaced(client, APPS)
                 .create(&PostParams::default(), &service)
+                .await
+                .map(|_| ())
+        });
+    }
+
+    /// Writes `ip` into `service`'s status, as another load balancer had.
+    pub fn set_status_ip(&self, service: &str, ip: IpAddr) {
+        let service = service.to_string();
+        self.api(move |client| async move {
+            Api::<Service>::namespaced(client, APPS)
+                .patch_status(
+                    &service,
+                    &PatchParams::default(),
+                    &Patch::Merge(
+                        json!({"status": {"loadBalancer": {"ingress": [{"ip": ip.to_string()}]}}}),
+                    ),
+                )
                 .await
                 .map(|_| ())
         });
