@@ -221,6 +221,8 @@ pub struct ConfigMapSource {
     pub config: ConfigFile,
     /// `metadata.namespace` of the manifest, if one was given.
     pub namespace: Option<String>,
+    /// `metadata.name` of the manifest, if one was given.
+    pub name: Option<String>,
 }
 
 /// Treat an explicit YAML `null` like an absent key, as MetalLB did.
@@ -271,13 +273,33 @@ pub fn parse(text: &str) -> Result<ConfigMapSource, ConfigErrors> {
     } else {
         Ok(ConfigMapSource {
             config: parse_config(text)?,
-            namespace: None,
+            ..ConfigMapSource::default()
         })
     }
 }
 
 /// The config of a ConfigMap manifest already read as a JSON value.
 pub(crate) fn from_manifest(value: serde_json::Value) -> Result<ConfigMapSource, ConfigErrors> {
+    from_manifest_at(value, None)
+}
+
+/// Where the text of `data.config` starts in the file: the file line of the
+/// block's first line (1-based) and the block's indentation, so that
+/// positions inside the block can be given in the file's terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BlockStart {
+    /// File line of the block's line 1.
+    pub line: u64,
+    /// Columns the block's indentation shifts its text by.
+    pub indent: u64,
+}
+
+/// As [`from_manifest`]; YAML positions inside `data.config` are moved to
+/// the file's lines and columns when `block` says where the block starts.
+pub(crate) fn from_manifest_at(
+    value: serde_json::Value,
+    block: Option<BlockStart>,
+) -> Result<ConfigMapSource, ConfigErrors> {
     let kind = value
         .get("kind")
         .and_then(|k| k.as_str())
@@ -298,8 +320,66 @@ pub(crate) fn from_manifest(value: serde_json::Value) -> Result<ConfigMapSource,
     let Some(text) = cm.data.as_ref().and_then(|d| d.get("config")) else {
         return Err(ConfigError::new(path, "no key `config` in data").into());
     };
-    let config = parse_config(text).map_err(|e| e.within(&path))?;
-    Ok(ConfigMapSource { config, namespace })
+    let config = parse_config(text).map_err(|e| {
+        let e = match block {
+            Some(b) => shift_positions(e, b),
+            None => e,
+        };
+        e.within(&path)
+    })?;
+    Ok(ConfigMapSource {
+        config,
+        namespace,
+        name: cm.metadata.name,
+    })
+}
+
+/// Rewrite every `line L, column C` of the messages to file positions.
+fn shift_positions(errors: ConfigErrors, block: BlockStart) -> ConfigErrors {
+    ConfigErrors(
+        errors
+            .into_iter()
+            .map(|e| ConfigError {
+                message: shift_message(&e.message, block),
+                ..e
+            })
+            .collect(),
+    )
+}
+
+/// `... at line 2, column 3` -> `... at line 12, column 7`.
+fn shift_message(message: &str, block: BlockStart) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find("line ") {
+        let (before, after) = rest.split_at(at);
+        out.push_str(before);
+        let after = &after["line ".len()..];
+        let line_len = after.bytes().take_while(u8::is_ascii_digit).count();
+        let tail = &after[line_len..];
+        let parsed = after[..line_len].parse::<u64>().ok().and_then(|line| {
+            let tail = tail.strip_prefix(", column ")?;
+            let col_len = tail.bytes().take_while(u8::is_ascii_digit).count();
+            let column = tail[..col_len].parse::<u64>().ok()?;
+            Some((line, column, &tail[col_len..]))
+        });
+        match parsed {
+            Some((line, column, tail)) => {
+                out.push_str(&format!(
+                    "line {}, column {}",
+                    line + block.line - 1,
+                    column + block.indent
+                ));
+                rest = tail;
+            }
+            None => {
+                out.push_str("line ");
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Whether the text holds no YAML content (only blanks and comments).

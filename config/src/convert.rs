@@ -44,9 +44,19 @@ pub fn to_resources(source: &ConfigMapSource) -> Result<Resources, ConfigErrors>
         if let Some(name) = &p.name
             && !is_object_name(name)
         {
+            let mut suggestion = suggest_object_name(name);
+            if file
+                .address_pools
+                .iter()
+                .any(|q| q.name.as_deref() == Some(suggestion.as_str()))
+            {
+                suggestion = format!("{suggestion}-{i}");
+            }
             errors.push(
                 format!("address-pools[{i}] {name:?}"),
-                "cannot become an IPAddressPool name (lowercase letters, digits, '-' and '.', at most 253 characters)",
+                format!(
+                    "cannot become an IPAddressPool name (lowercase letters, digits, '-' and '.', at most 253 characters): rename it, e.g. `ferrolb convert --rename '{name}={suggestion}'`"
+                ),
             );
         }
     }
@@ -263,10 +273,31 @@ pub fn to_yaml(
 /// Convert YAML text holding exactly one ConfigMap (manifest or bare
 /// `config` text) and nothing else to CRD YAML, validating it first.
 pub fn convert(text: &str) -> Result<String, ConfigErrors> {
+    convert_renaming(text, &[])
+}
+
+/// [`convert`], renaming ConfigMap pools first: each `(old, new)` gives
+/// pool `old` (and the advertisements named after it) the name `new`, for
+/// pool names that cannot be object names.
+///
+/// Errors: the input holds nothing; it holds only metallb.io objects
+/// (nothing to convert); it holds both a ConfigMap and objects; a rename
+/// names no pool or gives an invalid name; and every validation error.
+pub fn convert_renaming(text: &str, renames: &[(String, String)]) -> Result<String, ConfigErrors> {
     let docs = crate::documents::read(text);
     if !docs.errors.is_empty() {
         return Err(docs.errors);
     }
+    if docs.is_empty() {
+        return Err(crate::ConfigError::new("", NOTHING_FOUND).into());
+    }
+    let Some(mut source) = docs.configmap else {
+        return Err(crate::ConfigError::new(
+            "",
+            "no ConfigMap to convert: the input holds only metallb.io/v1beta1 objects, which are CRDs already (check them with `ferrolb validate`)",
+        )
+        .into());
+    };
     if !docs.resources.is_empty() {
         return Err(crate::ConfigError::new(
             "",
@@ -274,19 +305,80 @@ pub fn convert(text: &str) -> Result<String, ConfigErrors> {
         )
         .into());
     }
-    let Some(source) = docs.configmap else {
-        return Err(crate::ConfigError::new("", "no ConfigMap in the input").into());
-    };
+    rename_pools(&mut source.config, renames)?;
     let resources = to_resources(&source)?;
     let header = format!(
-        "# metallb.io/v1beta1 objects equivalent to ConfigMap {}/config, written by `ferrolb convert`.\n",
+        "# metallb.io/v1beta1 objects equivalent to ConfigMap {}/{}, written by `ferrolb convert`.\n",
         source
             .namespace
             .as_deref()
-            .unwrap_or(crd::DEFAULT_NAMESPACE)
+            .unwrap_or(crd::DEFAULT_NAMESPACE),
+        source.name.as_deref().unwrap_or("config"),
     );
     to_yaml(&resources, &header)
         .map_err(|e| crate::ConfigError::new("", format!("cannot write YAML: {e}")).into())
+}
+
+/// The message for an input without any document.
+pub const NOTHING_FOUND: &str = "no configuration found";
+
+/// Apply `--rename OLD=NEW` to the ConfigMap's pools.
+fn rename_pools(
+    file: &mut configmap::ConfigFile,
+    renames: &[(String, String)],
+) -> Result<(), ConfigErrors> {
+    let mut errors = ConfigErrors::new();
+    for (old, new) in renames {
+        let here = format!("--rename {old}={new}");
+        if !is_object_name(new) {
+            errors.push(
+                here,
+                format!(
+                    "{new:?} is not a valid object name (lowercase letters, digits, '-' and '.', at most 253 characters); for example {:?}",
+                    suggest_object_name(new)
+                ),
+            );
+            continue;
+        }
+        let mut found = false;
+        for p in &mut file.address_pools {
+            if p.name.as_deref().map(str::trim) == Some(old.as_str()) {
+                p.name = Some(new.clone());
+                found = true;
+            }
+        }
+        if !found {
+            errors.push(here, format!("no address pool is named {old:?}"));
+        }
+    }
+    errors.into_result(())
+}
+
+/// A valid object name (DNS-1123 subdomain) close to `name`: lowercased,
+/// every other character replaced by `-`, runs of `-` and `.` collapsed,
+/// trimmed to start and end alphanumeric, at most 253 characters; `pool`
+/// when nothing of `name` is left.
+pub fn suggest_object_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars().flat_map(char::to_lowercase) {
+        let c = if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' {
+            c
+        } else {
+            '-'
+        };
+        let last = out.chars().last();
+        if (c == '-' || c == '.') && matches!(last, None | Some('-') | Some('.')) {
+            continue;
+        }
+        out.push(c);
+    }
+    out.truncate(253);
+    let trimmed = out.trim_end_matches(['-', '.']);
+    if trimmed.is_empty() {
+        "pool".to_string()
+    } else {
+        trimmed.to_string()
+    }
 }
 
 /// Whether two configurations behave the same: equal in everything but

@@ -292,6 +292,44 @@ impl Resources {
             && self.bfd_profiles.is_empty()
     }
 
+    /// How each object is named in messages ([`object_path`]), in the order
+    /// pools, L2 advertisements, BGP advertisements, peers, communities,
+    /// BFD profiles.
+    pub fn object_paths(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        out.extend(
+            self.ip_address_pools
+                .iter()
+                .map(|o| object_path("IPAddressPool", &o.metadata)),
+        );
+        out.extend(
+            self.l2_advertisements
+                .iter()
+                .map(|o| object_path("L2Advertisement", &o.metadata)),
+        );
+        out.extend(
+            self.bgp_advertisements
+                .iter()
+                .map(|o| object_path("BGPAdvertisement", &o.metadata)),
+        );
+        out.extend(
+            self.bgp_peers
+                .iter()
+                .map(|o| object_path("BGPPeer", &o.metadata)),
+        );
+        out.extend(
+            self.communities
+                .iter()
+                .map(|o| object_path("Community", &o.metadata)),
+        );
+        out.extend(
+            self.bfd_profiles
+                .iter()
+                .map(|o| object_path("BFDProfile", &o.metadata)),
+        );
+        out
+    }
+
     /// Add every object of `other`.
     pub fn extend(&mut self, other: Resources) {
         self.ip_address_pools.extend(other.ip_address_pools);

@@ -45,6 +45,12 @@ impl Documents {
         }
     }
 
+    /// Whether the text held nothing at all: no ConfigMap, no object and no
+    /// error (empty, or only comments and `---`).
+    pub fn is_empty(&self) -> bool {
+        self.configmap.is_none() && self.resources.is_empty() && self.errors.is_empty()
+    }
+
     /// Put `prefix` (e.g. a file name) in front of every reading error and
     /// remember it as where the ConfigMap came from.
     pub fn within(mut self, prefix: &str) -> Self {
@@ -66,7 +72,7 @@ pub fn read(text: &str) -> Documents {
             Ok(config) => {
                 out.configmap = Some(ConfigMapSource {
                     config,
-                    namespace: None,
+                    ..ConfigMapSource::default()
                 })
             }
             Err(e) => out.errors.extend(e),
@@ -101,7 +107,7 @@ pub fn read(text: &str) -> Documents {
                 Ok(config) => out.extend(Documents {
                     configmap: Some(ConfigMapSource {
                         config,
-                        namespace: None,
+                        ..ConfigMapSource::default()
                     }),
                     ..Documents::default()
                 }),
@@ -109,9 +115,73 @@ pub fn read(text: &str) -> Documents {
             }
             continue;
         }
-        object(value, &format!("document {n}"), &mut out);
+        let block = config_block_start(text, n);
+        object(value, &format!("document {n}"), block, &mut out);
     }
     out
+}
+
+/// The lines of document `n` (1-based) of `text`: documents are separated
+/// by lines starting with `---`; one before any content only opens the first.
+fn document_lines(text: &str, n: usize) -> Option<(u64, Vec<&str>)> {
+    let mut docs: Vec<(u64, Vec<&str>)> = vec![(1, Vec::new())];
+    let mut content = false;
+    for (i, line) in text.lines().enumerate() {
+        let number = u64::try_from(i).ok()? + 1;
+        if line.starts_with("---") {
+            if content || docs.len() > 1 {
+                docs.push((number + 1, Vec::new()));
+            } else {
+                docs[0] = (number + 1, Vec::new());
+            }
+            content = true;
+            continue;
+        }
+        let trimmed = line.trim();
+        if !trimmed.is_empty() && !trimmed.starts_with('#') {
+            content = true;
+        }
+        if let Some(last) = docs.last_mut() {
+            last.1.push(line);
+        }
+    }
+    docs.into_iter().nth(n.checked_sub(1)?)
+}
+
+/// Where the literal or folded block of `data.config` of document `n` starts
+/// in the file, when it is written as one (`config: |`).
+fn config_block_start(text: &str, n: usize) -> Option<configmap::BlockStart> {
+    let (first, lines) = document_lines(text, n)?;
+    let data = lines
+        .iter()
+        .position(|l| l.trim_end() == "data:" || l.trim_start().starts_with("data:"))?;
+    let offset = lines[data..].iter().position(|l| {
+        let t = l.trim_start();
+        t.strip_prefix("config:")
+            .map(str::trim_start)
+            .is_some_and(|v| v.starts_with('|') || v.starts_with('>'))
+    })?;
+    let header = data + offset;
+    let key_indent = lines[header].len() - lines[header].trim_start().len();
+    let indicator = lines[header]
+        .trim_start()
+        .trim_start_matches("config:")
+        .trim_start()
+        .chars()
+        .skip(1)
+        .take_while(|c| !c.is_whitespace())
+        .find_map(|c| c.to_digit(10));
+    let indent = match indicator {
+        Some(d) => key_indent + usize::try_from(d).ok()?,
+        None => {
+            let body = lines[header + 1..].iter().find(|l| !l.trim().is_empty())?;
+            body.len() - body.trim_start().len()
+        }
+    };
+    Some(configmap::BlockStart {
+        line: first + u64::try_from(header).ok()? + 1,
+        indent: u64::try_from(indent).ok()?,
+    })
 }
 
 /// Whether `text` is a single document without `apiVersion`/`kind`: the
@@ -150,7 +220,7 @@ pub fn parse(text: &str) -> Result<Documents, ConfigErrors> {
 const KNOWN: &str = "a ConfigMap or a metallb.io/v1beta1 IPAddressPool, L2Advertisement, BGPAdvertisement, BGPPeer, Community or BFDProfile";
 
 /// One Kubernetes object (or a List of them) into `out`.
-fn object(value: Value, doc: &str, out: &mut Documents) {
+fn object(value: Value, doc: &str, block: Option<configmap::BlockStart>, out: &mut Documents) {
     let api_version = value
         .get("apiVersion")
         .and_then(Value::as_str)
@@ -173,13 +243,13 @@ fn object(value: Value, doc: &str, out: &mut Documents) {
         ("v1", "List") => {
             if let Some(Value::Array(items)) = value.get("items") {
                 for (i, item) in items.iter().enumerate() {
-                    object(item.clone(), &format!("{doc} items[{i}]"), out);
+                    object(item.clone(), &format!("{doc} items[{i}]"), block, out);
                 }
             }
             return;
         }
         ("v1", "ConfigMap") => {
-            match configmap::from_manifest(value) {
+            match configmap::from_manifest_at(value, block) {
                 Ok(cm) => out.extend(Documents {
                     configmap: Some(cm),
                     ..Documents::default()

@@ -30,8 +30,10 @@ pub(crate) struct DraftPool {
 /// How an advertisement chooses its pools.
 #[derive(Debug, Clone)]
 pub(crate) enum Selection {
-    /// Exactly this pool (ConfigMap advertisements).
-    Pool(String),
+    /// Exactly the ConfigMap pool `address-pools[i]` (its own
+    /// advertisements): by index, so that a second pool of the same name
+    /// is never taken for it.
+    Pool(usize),
     /// By names (any pool) and by labels (IPAddressPool objects); both
     /// empty = every IPAddressPool object.
     Crd {
@@ -174,10 +176,14 @@ pub(crate) fn merge(draft: Draft, mut errors: ConfigErrors) -> Result<Config, Co
     );
     check_peers(&peers, &bfd_names, &mut errors);
 
-    let pool_index: HashMap<&str, usize> = pools
+    // Position (in allocation order) of each ConfigMap pool by its index.
+    let pool_index: HashMap<usize, usize> = pools
         .iter()
         .enumerate()
-        .map(|(i, p)| (p.pool.name.as_str(), i))
+        .filter_map(|(i, p)| match p.pool.origin {
+            Origin::ConfigMap { index } => Some((index, i)),
+            Origin::Crd { .. } => None,
+        })
         .collect();
 
     unique_names(
@@ -265,9 +271,9 @@ fn check_overlaps(pools: &[DraftPool], errors: &mut ConfigErrors) {
 }
 
 /// Indices (in allocation order) of the pools an advertisement selects.
-fn select(selection: &Selection, pools: &[DraftPool], index: &HashMap<&str, usize>) -> Vec<usize> {
+fn select(selection: &Selection, pools: &[DraftPool], index: &HashMap<usize, usize>) -> Vec<usize> {
     match selection {
-        Selection::Pool(name) => index.get(name.as_str()).copied().into_iter().collect(),
+        Selection::Pool(i) => index.get(i).copied().into_iter().collect(),
         Selection::Crd { names, selectors } => {
             let all = names.is_empty() && selectors.is_empty();
             (0..pools.len())

@@ -748,9 +748,9 @@ pub(crate) fn configmap(file: &ConfigFile) -> (Draft, ConfigErrors) {
                     interfaces: Vec::new(),
                 },
                 path: item.clone(),
-                selection: Selection::Pool(name.clone()),
+                selection: Selection::Pool(i),
             }),
-            Some("bgp") => configmap_bgp_advertisements(p, &name, &item, &mut d, &mut errors),
+            Some("bgp") => configmap_bgp_advertisements(p, i, &name, &item, &mut d, &mut errors),
             _ => {}
         }
         d.pools.push(DraftPool {
@@ -773,6 +773,7 @@ pub(crate) fn configmap(file: &ConfigFile) -> (Draft, ConfigErrors) {
 /// The BGP advertisements of a ConfigMap `bgp` pool (one default when none).
 fn configmap_bgp_advertisements(
     p: &configmap::AddressPool,
+    index: usize,
     pool: &str,
     item: &str,
     d: &mut Draft,
@@ -792,7 +793,7 @@ fn configmap_bgp_advertisements(
                 peers: Vec::new(),
             },
             path: at(item, "default BGP advertisement"),
-            selection: Selection::Pool(pool.to_string()),
+            selection: Selection::Pool(index),
             communities: Vec::new(),
             aggregation_fields: (names.aggregation_length, names.aggregation_length_v6),
         });
@@ -833,7 +834,7 @@ fn configmap_bgp_advertisements(
                 peers: Vec::new(),
             },
             path: adv_item,
-            selection: Selection::Pool(pool.to_string()),
+            selection: Selection::Pool(index),
             communities,
             aggregation_fields: (names.aggregation_length, names.aggregation_length_v6),
         });

@@ -287,14 +287,24 @@ fn convert_refuses_what_it_cannot_carry_over() {
         (
             "name that is no object name",
             "address-pools:\n- {name: My_Pool, protocol: layer2, addresses: [10.0.0.0/24]}\n",
-            "address-pools[0] \"My_Pool\": cannot become an IPAddressPool name (lowercase letters, digits, '-' and '.', at most 253 characters)",
+            "address-pools[0] \"My_Pool\": cannot become an IPAddressPool name (lowercase letters, digits, '-' and '.', at most 253 characters): rename it, e.g. `ferrolb convert --rename 'My_Pool=my-pool'`",
         ),
         (
-            "CRDs in the input",
+            "only CRDs in the input",
             "apiVersion: metallb.io/v1beta1\nkind: Community\nmetadata: {name: c}\nspec: {}\n",
+            "no ConfigMap to convert: the input holds only metallb.io/v1beta1 objects, which are CRDs already (check them with `ferrolb validate`)",
+        ),
+        (
+            "CRDs next to the ConfigMap",
+            "apiVersion: metallb.io/v1beta1\nkind: Community\nmetadata: {name: c}\nspec: {}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: config}\ndata: {config: ''}\n",
             "convert reads a ConfigMap only, but the input also holds metallb.io objects",
         ),
-        ("no ConfigMap", "", "no ConfigMap in the input"),
+        ("empty input", "", "no configuration found"),
+        (
+            "only comments",
+            "# nothing\n---\n# here\n",
+            "no configuration found",
+        ),
     ];
     for (case, text, want) in cases {
         let errors = convert(text).unwrap_err();
@@ -303,4 +313,50 @@ fn convert_refuses_what_it_cannot_carry_over() {
             "{case}: {errors}"
         );
     }
+}
+
+#[test]
+fn convert_renames_pools_whose_names_cannot_be_object_names() {
+    let text = "address-pools:\n- {name: My_Pool, protocol: bgp, addresses: [10.0.0.0/24]}\n- {name: ok, protocol: layer2, addresses: [10.0.1.0/24]}\n";
+    let renames = [("My_Pool".to_string(), "my-pool".to_string())];
+    let yaml = ferrolb_config::convert::convert_renaming(text, &renames).unwrap();
+    let config = ferrolb_config::load_documents(&yaml).unwrap();
+    let names: Vec<&str> = config.pools.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["my-pool", "ok"]);
+    assert_eq!(config.bgp_advertisements[0].name, "my-pool-0");
+    assert_eq!(config.bgp_advertisements[0].pools, ["my-pool"]);
+
+    let bad = [("My_Pool".to_string(), "Still_Bad".to_string())];
+    let errors = ferrolb_config::convert::convert_renaming(text, &bad).unwrap_err();
+    assert!(
+        errors.iter().any(|e| e.to_string()
+            == "--rename My_Pool=Still_Bad: \"Still_Bad\" is not a valid object name (lowercase letters, digits, '-' and '.', at most 253 characters); for example \"still-bad\""),
+        "{errors}"
+    );
+    let unknown = [("nope".to_string(), "x".to_string())];
+    let errors = ferrolb_config::convert::convert_renaming(text, &unknown).unwrap_err();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.to_string() == "--rename nope=x: no address pool is named \"nope\""),
+        "{errors}"
+    );
+}
+
+#[test]
+fn suggested_object_names_are_object_names() {
+    use ferrolb_config::convert::{is_object_name, suggest_object_name};
+    for (name, want) in [
+        ("My_Pool", "my-pool"),
+        ("__a__b__", "a-b"),
+        ("Prod Pool #1", "prod-pool-1"),
+        ("-.-", "pool"),
+        ("ok.name", "ok.name"),
+    ] {
+        let got = suggest_object_name(name);
+        assert_eq!(got, want, "{name}");
+        assert!(is_object_name(&got), "{name} -> {got}");
+    }
+    let long = "A".repeat(300);
+    assert!(is_object_name(&suggest_object_name(&long)));
 }

@@ -8,6 +8,7 @@ pub mod allocator;
 pub mod cli;
 pub mod daemon;
 pub mod k8s;
+pub mod logging;
 pub mod metrics;
 pub mod plan;
 pub mod reconcile;

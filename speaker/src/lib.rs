@@ -8,10 +8,12 @@
 //! [`daemon`] is the one loop tying them together.
 
 pub mod announce;
+pub mod bfd;
 pub mod bgp;
 pub mod daemon;
 pub mod election;
 pub mod k8s;
 pub mod layer2;
+pub mod logging;
 pub mod membership;
 pub mod metrics;

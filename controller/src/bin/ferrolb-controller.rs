@@ -6,10 +6,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use ferrolb_controller::daemon::{self, Options};
+use ferrolb_controller::logging::{LogFormat, init_logging};
 
 /// Assigns EXTERNAL-IPs from ferrolb's address pools to Services of type LoadBalancer.
 #[derive(Debug, Parser)]
-#[command(version)]
+#[command(version = VERSION)]
 struct Args {
     /// Namespace of the config, the CRDs and the memberlist Secret.
     #[arg(long, env = "METALLB_NAMESPACE", default_value = "metallb-system")]
@@ -26,18 +27,24 @@ struct Args {
     /// Kubeconfig to use (default: KUBECONFIG, ~/.kube/config, or in-cluster).
     #[arg(long)]
     kubeconfig: Option<PathBuf>,
+    /// Log lines on stderr as `text` (colours only on a terminal) or `json` (one object per line).
+    #[arg(long, env = "FERROLB_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
 }
+
+/// `--version`: the crate version and the git commit it was built from.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("FERROLB_GIT_COMMIT"),
+    ")"
+);
 
 // One thread: the work is I/O-bound, and one thread keeps the memory small.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
     let args = Args::parse();
+    init_logging(args.log_format);
     let client = match client(args.kubeconfig.as_deref()).await {
         Ok(c) => c,
         Err(e) => {

@@ -15,17 +15,26 @@ pub mod validate;
 
 /// `ferrolb`: check and convert MetalLB-compatible configuration offline.
 #[derive(Debug, Parser)]
-#[command(name = "ferrolb", version, about, long_about = None)]
+#[command(name = "ferrolb", version = VERSION, about, long_about = None)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// `--version`: the crate version and the git commit it was built from
+/// (`unknown` when built without git).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("FERROLB_GIT_COMMIT"),
+    ")"
+);
+
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Check ConfigMap and/or metallb.io/v1beta1 files: prints `ok: N pools, M peers`, or every error.
+    /// Check ConfigMap and/or metallb.io/v1beta1 files: prints `ok: N pools, M peers`, or every error (exit 0, 1, 2 or 3: see `validate --help`).
     Validate(validate::Args),
     /// Print the metallb.io/v1beta1 objects equivalent to a ConfigMap.
     Convert(convert::Args),
@@ -60,16 +69,18 @@ pub enum Exit {
     NoIp,
     /// `plan`: the config would be refused as stale (it orphans assigned IPs).
     Refused,
+    /// `validate`: valid, but with a warning (a ConfigMap the controller does not read).
+    Warning,
 }
 
 impl Exit {
-    /// The process exit code: 0, 1 or 2 (`plan` also 3 or 4).
+    /// The process exit code: 0, 1 or 2 (`plan` also 3 or 4, `validate` also 3).
     pub fn code(self) -> u8 {
         match self {
             Exit::Ok => 0,
             Exit::Invalid => 1,
             Exit::Usage => 2,
-            Exit::NoIp => 3,
+            Exit::NoIp | Exit::Warning => 3,
             Exit::Refused => 4,
         }
     }

@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use clap::Parser;
 use ferrolb_speaker::daemon::{self, Options};
+use ferrolb_speaker::logging::{LogFormat, init_logging};
 use ferrolb_speaker::membership::{DEFAULT_PORT, Timing};
 
 /// Announces the EXTERNAL-IPs of LoadBalancer Services from this node (layer 2: ARP/NDP).
 #[derive(Debug, Parser)]
-#[command(version)]
+#[command(version = VERSION)]
 struct Args {
     /// This node's name (the Node object's).
     #[arg(long, env = "NODE_NAME")]
@@ -69,7 +70,18 @@ struct Args {
     /// Kubeconfig to use (default: KUBECONFIG, ~/.kube/config, or in-cluster).
     #[arg(long)]
     kubeconfig: Option<PathBuf>,
+    /// Log lines on stderr as `text` (colours only on a terminal) or `json` (one object per line).
+    #[arg(long, env = "FERROLB_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
 }
+
+/// `--version`: the crate version and the git commit it was built from.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("FERROLB_GIT_COMMIT"),
+    ")"
+);
 
 // One thread: the speaker's work is small and mostly waiting; every worker
 // thread costs memory (its stack and its own malloc arena), and at 10,000
@@ -78,13 +90,8 @@ struct Args {
 // timeout and a client's ARP retry.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
     let args = Args::parse();
+    init_logging(args.log_format);
     let client = match client(args.kubeconfig.as_deref()).await {
         Ok(c) => c,
         Err(e) => {
