@@ -15,23 +15,15 @@ cd "$(dirname "$0")/.."
 
 [ "$(id -u)" = 0 ] || { echo "demo.sh needs root (network namespaces, raw sockets)" >&2; exit 1; }
 
-packages=(iproute2 arping curl)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "== installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+. e2e/packages.sh
+install_packages iproute2 arping curl
 
-say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+# Bold headings on a terminal only: no escape codes in logs and pipes.
+if [ -t 1 ]; then say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }; else say() { printf '\n== %s\n' "$*"; }; fi
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 
-say "building ferrolb (cargo build --workspace --bins)"
-cargo build --workspace --bins --quiet
+say "building ferrolb (cargo build --workspace --bins; a few minutes on a fresh machine)"
+cargo build --workspace --bins
 BIN=${FERROLB_BIN_DIR:-$PWD/target/debug}
 
 say "bringing up a 3-node lab"

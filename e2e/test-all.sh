@@ -6,23 +6,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(iproute2 bird2 frr gobgpd arping ndisc6 iputils-ping procps umoci skopeo ca-certificates)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "installing: ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+. e2e/packages.sh
+install_packages iproute2 bird2 frr gobgpd arping ndisc6 iputils-ping procps umoci skopeo ca-certificates
 # The router daemons are only ever started by the lab, inside its namespaces.
 for svc in bird frr gobgpd; do
   systemctl disable --now "$svc" >/dev/null 2>&1 || true
 done
 
 rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy
+echo "== toolchain: $(cargo --version)"
 
 # Incremental caches double the size of a one-off build; CI builds once.
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"

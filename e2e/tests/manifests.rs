@@ -194,3 +194,125 @@ fn real_server_refuses_a_custom_resource_that_breaks_its_schema() {
         );
     }
 }
+
+/// Every object of the one-command install, as (apiVersion, kind, namespace, name).
+fn installed_objects() -> Vec<(String, String, Option<String>, String)> {
+    identity::install_manifests()
+        .unwrap()
+        .iter()
+        .flat_map(|p| identity::objects_of(&std::fs::read_to_string(p).unwrap()).unwrap())
+        .map(|o| {
+            (
+                o["apiVersion"].as_str().unwrap().to_string(),
+                o["kind"].as_str().unwrap().to_string(),
+                o["metadata"]["namespace"].as_str().map(str::to_string),
+                o["metadata"]["name"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn dynamic_api(
+    client: &kube::Client,
+    api_version: &str,
+    kind: &str,
+    namespace: Option<&str>,
+) -> kube::Api<DynamicObject> {
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind));
+    match namespace {
+        Some(ns) => kube::Api::namespaced_with(client.clone(), ns, &resource),
+        None => kube::Api::all_with(client.clone(), &resource),
+    }
+}
+
+/// `kubectl apply -k manifests/` installs (the lab does it); `kubectl delete -k manifests/`
+/// removes every object it made and, with the namespace, the user's configuration in it:
+/// nothing is left behind.
+#[test]
+fn one_command_uninstall_leaves_nothing_behind() {
+    let lab = Lab::up(&LabConfig {
+        nodes: 1,
+        routers: false,
+        ..LabConfig::default()
+    })
+    .expect("lab up (needs root and iproute2)");
+    let objects = installed_objects();
+    assert!(objects.len() >= 15, "{objects:?}");
+    let cp = lab.control_plane().unwrap().clone();
+    let example = std::fs::read_to_string(manifests_dir().join("example-config.yaml")).unwrap();
+    let present = objects.clone();
+    let missing = cp
+        .run(move |client| async move {
+            identity::apply_objects(&client, &example).await.unwrap();
+            // The lab's own speaker Pods stand in for the DaemonSet's: no kubelet will ever
+            // confirm their graceful deletion, so they go first, at once.
+            let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
+                kube::Api::namespaced(client.clone(), identity::NAMESPACE);
+            let params = kube::api::DeleteParams {
+                grace_period_seconds: Some(0),
+                ..Default::default()
+            };
+            for pod in pods.list(&Default::default()).await.unwrap().items {
+                let _ = pods.delete(&pod.metadata.name.unwrap(), &params).await;
+            }
+            let mut missing = Vec::new();
+            for (api_version, kind, ns, name) in &present {
+                let api = dynamic_api(&client, api_version, kind, ns.as_deref());
+                if api.get_opt(name).await.unwrap().is_none() {
+                    missing.push(format!("{kind} {name}"));
+                }
+            }
+            missing
+        })
+        .unwrap();
+    assert!(missing.is_empty(), "not installed: {missing:?}");
+    if lab.is_real_cluster() {
+        let dir = manifests_dir().display().to_string();
+        lab.kubectl(&["delete", "-k", &dir, "--wait=true", "--timeout=120s"])
+            .unwrap();
+    } else {
+        // What `kubectl delete -k` does: delete each object it lists.
+        let listed = objects.clone();
+        cp.run(move |client| async move {
+            for (api_version, kind, ns, name) in listed.iter().rev() {
+                let api = dynamic_api(&client, api_version, kind, ns.as_deref());
+                match api.delete(name, &Default::default()).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(s)) if s.code == 404 => {}
+                    Err(e) => panic!("delete {kind} {name}: {e}"),
+                }
+            }
+        })
+        .unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let listed = objects.clone();
+        let left = cp
+            .run(move |client| async move {
+                let mut left = Vec::new();
+                for (api_version, kind, ns, name) in &listed {
+                    let api = dynamic_api(&client, api_version, kind, ns.as_deref());
+                    if let Ok(Some(_)) = api.get_opt(name).await {
+                        left.push(format!("{kind} {name}"));
+                    }
+                }
+                let config: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
+                    kube::Api::namespaced(client, identity::NAMESPACE);
+                if let Ok(Some(_)) = config.get_opt("config").await {
+                    left.push("ConfigMap config".into());
+                }
+                left
+            })
+            .unwrap();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "left behind after uninstall: {left:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}

@@ -19,8 +19,8 @@ use super::LabError;
 
 /// The namespace ferrolb's manifests install into.
 pub const NAMESPACE: &str = "metallb-system";
-/// The manifests a user applies to install ferrolb, in order.
-pub const INSTALL_MANIFESTS: [&str; 3] = ["namespace.yaml", "crds.yaml", "ferrolb.yaml"];
+/// The one-command install: `kubectl apply -k manifests/` applies what it lists.
+pub const KUSTOMIZATION: &str = "kustomization.yaml";
 /// The field manager of the lab's applies on the test API server.
 const FIELD_MANAGER: &str = "ferrolb-lab";
 /// Lifetime asked for the daemons' tokens: longer than any test.
@@ -69,6 +69,34 @@ impl Identity {
 /// The repository's `manifests/` folder.
 pub fn manifests_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests")
+}
+
+/// The files `manifests/kustomization.yaml` installs, in its order (what the lab applies
+/// without kubectl, so that the one-command install and the lab never drift apart).
+pub fn install_manifests() -> Result<Vec<PathBuf>, LabError> {
+    let path = manifests_dir().join(KUSTOMIZATION);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| LabError::io(format!("read {}", path.display()), e))?;
+    let doc: Value = serde_saphyr::from_str(&text).map_err(|e| LabError::Parse {
+        what: path.display().to_string(),
+        detail: e.to_string(),
+    })?;
+    let files: Vec<PathBuf> = doc["resources"]
+        .as_array()
+        .map(|r| {
+            r.iter()
+                .filter_map(Value::as_str)
+                .map(|f| manifests_dir().join(f))
+                .collect()
+        })
+        .unwrap_or_default();
+    if files.is_empty() {
+        return Err(LabError::Parse {
+            what: path.display().to_string(),
+            detail: "no resources listed".into(),
+        });
+    }
+    Ok(files)
 }
 
 /// Every Kubernetes object of a multi-document YAML text, in order (empty documents skipped).
@@ -199,6 +227,16 @@ mod tests {
             assert_eq!(Identity::of_binary(binary), identity, "{binary}");
             assert_eq!(identity.user_name().as_deref(), user, "{binary}");
         }
+    }
+
+    #[test]
+    fn the_kustomization_installs_namespace_crds_and_daemons_in_that_order() {
+        let names: Vec<String> = install_manifests()
+            .unwrap()
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["namespace.yaml", "crds.yaml", "ferrolb.yaml"]);
     }
 
     #[test]

@@ -618,16 +618,14 @@ impl Lab {
         }
     }
 
-    /// Installs ferrolb as a user does (`kubectl apply` of the namespace, CRDs and main
-    /// manifests on a real server; the same objects applied through kube-rs on the test
-    /// one), then writes a kubeconfig per ferrolb ServiceAccount from a TokenRequest.
+    /// Installs ferrolb as a user does (`kubectl apply -k manifests/` on a real server; the
+    /// files the kustomization lists applied through kube-rs on the test one), then writes a
+    /// kubeconfig per ferrolb ServiceAccount from a TokenRequest.
     fn install_ferrolb(&mut self, control_plane: &ControlPlane) -> Result<(), LabError> {
         let dir = identity::manifests_dir();
         if self.real_cluster {
             binaries::require_tools(&[("kubectl", "kubectl")])?;
-            for manifest in identity::INSTALL_MANIFESTS {
-                self.kubectl(&["apply", "-f", &dir.join(manifest).display().to_string()])?;
-            }
+            self.kubectl(&["apply", "-k", &dir.display().to_string()])?;
             self.kubectl(&[
                 "wait",
                 "--for=condition=established",
@@ -637,8 +635,7 @@ impl Lab {
             ])?;
         } else {
             let mut texts = Vec::new();
-            for manifest in identity::INSTALL_MANIFESTS {
-                let path = dir.join(manifest);
+            for path in identity::install_manifests()? {
                 texts.push(
                     std::fs::read_to_string(&path)
                         .map_err(|e| LabError::io(format!("read {}", path.display()), e))?,
