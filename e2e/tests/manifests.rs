@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 
 use ferrolb_e2e::lab::identity::{self, manifests_dir};
 use ferrolb_e2e::lab::{Lab, LabConfig};
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::api::{Patch, PatchParams};
+use serde_json::Value;
 
 /// One YAML example: where it is written and its text.
 struct Example {
@@ -89,24 +90,12 @@ fn dry_run(lab: &Lab, example: &Example) -> Result<(), String> {
         .unwrap()
         .run(move |client| async move {
             for object in objects {
-                let api_version = object["apiVersion"].as_str().unwrap_or_default();
-                let kind = object["kind"].as_str().unwrap_or_default();
-                let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
-                let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind));
-                let name = object["metadata"]["name"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string();
-                let namespace = object["metadata"]["namespace"]
-                    .as_str()
-                    .unwrap_or("default");
-                let api: kube::Api<DynamicObject> =
-                    kube::Api::namespaced_with(client.clone(), namespace, &resource);
+                let (api, name) = identity::api_of(&client, &object);
                 let mut params = PatchParams::apply("ferrolb-e2e").dry_run();
                 params.field_validation = Some(kube::api::ValidationDirective::Strict);
                 api.patch(&name, &params, &Patch::Apply(&object))
                     .await
-                    .map_err(|e| format!("{kind} {name}: {e}"))?;
+                    .map_err(|e| format!("{}: {e}", identity::describe(&object)))?;
             }
             Ok(())
         })
@@ -195,35 +184,13 @@ fn real_server_refuses_a_custom_resource_that_breaks_its_schema() {
     }
 }
 
-/// Every object of the one-command install, as (apiVersion, kind, namespace, name).
-fn installed_objects() -> Vec<(String, String, Option<String>, String)> {
+/// Every object of the one-command install.
+fn installed_objects() -> Vec<Value> {
     identity::install_manifests()
         .unwrap()
         .iter()
         .flat_map(|p| identity::objects_of(&std::fs::read_to_string(p).unwrap()).unwrap())
-        .map(|o| {
-            (
-                o["apiVersion"].as_str().unwrap().to_string(),
-                o["kind"].as_str().unwrap().to_string(),
-                o["metadata"]["namespace"].as_str().map(str::to_string),
-                o["metadata"]["name"].as_str().unwrap().to_string(),
-            )
-        })
         .collect()
-}
-
-fn dynamic_api(
-    client: &kube::Client,
-    api_version: &str,
-    kind: &str,
-    namespace: Option<&str>,
-) -> kube::Api<DynamicObject> {
-    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
-    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind));
-    match namespace {
-        Some(ns) => kube::Api::namespaced_with(client.clone(), ns, &resource),
-        None => kube::Api::all_with(client.clone(), &resource),
-    }
 }
 
 /// `kubectl apply -k manifests/` installs (the lab does it); `kubectl delete -k manifests/`
@@ -257,10 +224,10 @@ fn one_command_uninstall_leaves_nothing_behind() {
                 let _ = pods.delete(&pod.metadata.name.unwrap(), &params).await;
             }
             let mut missing = Vec::new();
-            for (api_version, kind, ns, name) in &present {
-                let api = dynamic_api(&client, api_version, kind, ns.as_deref());
-                if api.get_opt(name).await.unwrap().is_none() {
-                    missing.push(format!("{kind} {name}"));
+            for object in &present {
+                let (api, name) = identity::api_of(&client, object);
+                if api.get_opt(&name).await.unwrap().is_none() {
+                    missing.push(identity::describe(object));
                 }
             }
             missing
@@ -275,12 +242,12 @@ fn one_command_uninstall_leaves_nothing_behind() {
         // What `kubectl delete -k` does: delete each object it lists.
         let listed = objects.clone();
         cp.run(move |client| async move {
-            for (api_version, kind, ns, name) in listed.iter().rev() {
-                let api = dynamic_api(&client, api_version, kind, ns.as_deref());
-                match api.delete(name, &Default::default()).await {
+            for object in listed.iter().rev() {
+                let (api, name) = identity::api_of(&client, object);
+                match api.delete(&name, &Default::default()).await {
                     Ok(_) => {}
                     Err(kube::Error::Api(s)) if s.code == 404 => {}
-                    Err(e) => panic!("delete {kind} {name}: {e}"),
+                    Err(e) => panic!("delete {}: {e}", identity::describe(object)),
                 }
             }
         })
@@ -292,10 +259,10 @@ fn one_command_uninstall_leaves_nothing_behind() {
         let left = cp
             .run(move |client| async move {
                 let mut left = Vec::new();
-                for (api_version, kind, ns, name) in &listed {
-                    let api = dynamic_api(&client, api_version, kind, ns.as_deref());
-                    if let Ok(Some(_)) = api.get_opt(name).await {
-                        left.push(format!("{kind} {name}"));
+                for object in &listed {
+                    let (api, name) = identity::api_of(&client, object);
+                    if let Ok(Some(_)) = api.get_opt(&name).await {
+                        left.push(identity::describe(object));
                     }
                 }
                 let config: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =

@@ -119,33 +119,49 @@ fn cluster_scoped(kind: &str) -> bool {
     )
 }
 
+/// The API of a manifest object (cluster-scoped kinds at the cluster, the others in their
+/// namespace, `default` when none) and the object's name.
+pub fn api_of(client: &Client, object: &Value) -> (Api<DynamicObject>, String) {
+    let api_version = object["apiVersion"].as_str().unwrap_or_default();
+    let kind = object["kind"].as_str().unwrap_or_default();
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind));
+    let name = object["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let api = if cluster_scoped(kind) {
+        Api::all_with(client.clone(), &resource)
+    } else {
+        let namespace = object["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("default");
+        Api::namespaced_with(client.clone(), namespace, &resource)
+    };
+    (api, name)
+}
+
+/// `Kind name` of a manifest object, for messages.
+pub fn describe(object: &Value) -> String {
+    format!(
+        "{} {}",
+        object["kind"].as_str().unwrap_or_default(),
+        object["metadata"]["name"].as_str().unwrap_or_default()
+    )
+}
+
 /// Server-side applies every object of `text` through kube-rs (what the lab does on the test
 /// API server, where no kubectl is assumed).
 pub async fn apply_objects(client: &Client, text: &str) -> Result<(), LabError> {
     for object in objects_of(text)? {
-        let api_version = object["apiVersion"].as_str().unwrap_or_default();
-        let kind = object["kind"].as_str().unwrap_or_default();
-        let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
-        let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind));
-        let dynamic: DynamicObject =
-            serde_json::from_value(object.clone()).map_err(|e| LabError::Parse {
-                what: format!("{kind} in a manifest"),
-                detail: e.to_string(),
-            })?;
-        let name = dynamic.metadata.name.clone().unwrap_or_default();
-        let api: Api<DynamicObject> = if cluster_scoped(kind) {
-            Api::all_with(client.clone(), &resource)
-        } else {
-            let namespace = dynamic.metadata.namespace.as_deref().unwrap_or("default");
-            Api::namespaced_with(client.clone(), namespace, &resource)
-        };
+        let (api, name) = api_of(client, &object);
         api.patch(
             &name,
             &PatchParams::apply(FIELD_MANAGER).force(),
             &Patch::Apply(&object),
         )
         .await
-        .map_err(|e| LabError::Api(format!("apply {kind} {name}: {e}")))?;
+        .map_err(|e| LabError::Api(format!("apply {}: {e}", describe(&object))))?;
     }
     Ok(())
 }
