@@ -1,5 +1,6 @@
 //! Puts the git commit into `--version` (`FERROLB_GIT_COMMIT`): the short
 //! hash of HEAD, or `unknown` without git or outside a clone. Never fails.
+//! The speaker uses this same script (`build` in speaker/Cargo.toml).
 
 use std::path::Path;
 use std::process::Command;
@@ -30,5 +31,4 @@ fn main() {
             println!("cargo:rerun-if-changed={path}");
         }
     }
-    println!("cargo:rerun-if-changed=build.rs");
 }

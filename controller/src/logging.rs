@@ -1,9 +1,10 @@
 //! The daemon's log output: human-readable text (ANSI colours only when
 //! stderr is a terminal) or one JSON object per line, on stderr.
 //!
-//! The speaker has the same module (`ferrolb_speaker::logging`): the two
-//! crates share no crate that may depend on tracing-subscriber, and both
-//! daemons must log the same fields.
+//! One file for both daemons, so that they log the same fields: the speaker
+//! compiles this file as its own `ferrolb_speaker::logging` (`#[path]` in
+//! its lib.rs), since neither crate may depend on the other; it moves to the
+//! shared Kubernetes shell once that crate exists.
 
 use std::io::IsTerminal;
 
