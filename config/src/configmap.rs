@@ -88,6 +88,9 @@ pub struct Peer {
     /// Allow an eBGP peer more than one hop away.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ebgp_multihop: Option<bool>,
+    /// Graceful restart (RFC 4724; ferrolb's own key, `BGPPeer.spec.enableGracefulRestart`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub graceful_restart: Option<bool>,
 }
 
 /// A node selector of a peer.
@@ -159,6 +162,10 @@ pub struct AddressPool {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub bgp_advertisements: Vec<BgpAdvertisement>,
+    /// ferrolb: its advertisements also announce the `spec.externalIPs`
+    /// (inside the pool) of Services that ask for it (default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub announce_external_ips: Option<bool>,
 }
 
 /// One entry of a pool's `bgp-advertisements`.

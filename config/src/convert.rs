@@ -96,6 +96,7 @@ pub fn to_resources(source: &ConfigMapSource) -> Result<Resources, ConfigErrors>
                 metadata: meta(&name),
                 spec: crd::L2AdvertisementSpec {
                     ip_address_pools: vec![name.clone()],
+                    announce_external_ips: p.announce_external_ips,
                     ..crd::L2AdvertisementSpec::default()
                 },
             }),
@@ -123,6 +124,7 @@ pub fn to_resources(source: &ConfigMapSource) -> Result<Resources, ConfigErrors>
                                 .map(|c| c.trim().to_string())
                                 .collect(),
                             ip_address_pools: vec![name.clone()],
+                            announce_external_ips: p.announce_external_ips,
                             ..crd::BgpAdvertisementSpec::default()
                         },
                     });
@@ -173,6 +175,7 @@ pub fn to_resources(source: &ConfigMapSource) -> Result<Resources, ConfigErrors>
                 password_secret: None,
                 bfd_profile: given(&p.bfd_profile),
                 ebgp_multi_hop: p.ebgp_multihop,
+                enable_graceful_restart: p.graceful_restart,
             },
         });
     }

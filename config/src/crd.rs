@@ -93,6 +93,14 @@ pub struct L2AdvertisementSpec {
     /// Interfaces to announce on (empty = every eligible interface).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub interfaces: Vec<String>,
+    /// ferrolb: also announce the `spec.externalIPs` (inside a selected pool)
+    /// of Services annotated `ferrolb.io/announce-external-ips: "true"`.
+    #[serde(
+        default,
+        rename = "announceExternalIPs",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub announce_external_ips: Option<bool>,
 }
 
 /// `BGPAdvertisement`: announce pools over BGP.
@@ -137,6 +145,14 @@ pub struct BgpAdvertisementSpec {
     /// Names of the BGPPeers to announce to (empty = all peers).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub peers: Vec<String>,
+    /// ferrolb: also announce the `spec.externalIPs` (inside a selected pool)
+    /// of Services annotated `ferrolb.io/announce-external-ips: "true"`.
+    #[serde(
+        default,
+        rename = "announceExternalIPs",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub announce_external_ips: Option<bool>,
 }
 
 /// `BGPPeer`: a router the speakers open BGP sessions to.
@@ -195,6 +211,9 @@ pub struct BgpPeerSpec {
         skip_serializing_if = "Option::is_none"
     )]
     pub ebgp_multi_hop: Option<bool>,
+    /// Graceful restart (RFC 4724): the router keeps our routes while the speaker restarts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enable_graceful_restart: Option<bool>,
 }
 
 /// `Community`: named aliases for BGP community values.
@@ -227,7 +246,7 @@ pub struct CommunityAlias {
     pub value: String,
 }
 
-/// `BFDProfile`: BFD session settings (validated; used once BFD exists).
+/// `BFDProfile`: BFD session settings a BGPPeer can refer to.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
     group = "metallb.io",
@@ -262,6 +281,92 @@ pub struct BfdProfileSpec {
     /// Minimum TTL (1..=254).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub minimum_ttl: Option<u32>,
+}
+
+/// `ServiceL2Status`: which node answers ARP/NDP for a Service, on which
+/// interfaces. Written by the speakers, one per (node, Service), in the
+/// Service's namespace and owned by it.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "metallb.io",
+    version = "v1beta1",
+    kind = "ServiceL2Status",
+    doc = "ServiceL2Status: the node that answers for a LoadBalancer Service in layer 2.",
+    root = "ServiceL2Status",
+    plural = "servicel2statuses",
+    namespaced,
+    status = "ServiceL2StatusStatus",
+    printcolumn = r#"{"name":"Allocated Node","type":"string","jsonPath":".status.node"}"#,
+    printcolumn = r#"{"name":"Service Name","type":"string","jsonPath":".status.serviceName"}"#,
+    printcolumn = r#"{"name":"Service Namespace","type":"string","jsonPath":".status.serviceNamespace"}"#,
+    derive = "PartialEq"
+)]
+/// Empty, as MetalLB's: everything is in `status`.
+pub struct ServiceL2StatusSpec {}
+
+/// What a `ServiceL2Status` reports.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceL2StatusStatus {
+    /// The node that answers.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub node: String,
+    /// The Service's name.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub service_name: String,
+    /// The Service's namespace.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub service_namespace: String,
+    /// The interfaces it answers on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub interfaces: Vec<InterfaceInfo>,
+}
+
+/// One interface of a `ServiceL2Status`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct InterfaceInfo {
+    /// The interface's name.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+}
+
+/// `ServiceBGPStatus`: the BGP peers a node announces a Service to. Written
+/// by each announcing speaker, one per (node, Service), in the Service's
+/// namespace and owned by it.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "metallb.io",
+    version = "v1beta1",
+    kind = "ServiceBGPStatus",
+    doc = "ServiceBGPStatus: the peers a node announces a LoadBalancer Service to.",
+    root = "ServiceBgpStatus",
+    plural = "servicebgpstatuses",
+    namespaced,
+    status = "ServiceBgpStatusStatus",
+    printcolumn = r#"{"name":"Node","type":"string","jsonPath":".status.node"}"#,
+    printcolumn = r#"{"name":"Service Name","type":"string","jsonPath":".status.serviceName"}"#,
+    printcolumn = r#"{"name":"Service Namespace","type":"string","jsonPath":".status.serviceNamespace"}"#,
+    derive = "PartialEq"
+)]
+/// Empty, as MetalLB's: everything is in `status`.
+pub struct ServiceBgpStatusSpec {}
+
+/// What a `ServiceBGPStatus` reports.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceBgpStatusStatus {
+    /// The announcing node.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub node: String,
+    /// The Service's name.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub service_name: String,
+    /// The Service's namespace.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub service_namespace: String,
+    /// The peers (BGPPeer names) the Service is announced to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peers: Vec<String>,
 }
 
 /// All custom resources of a configuration, as a watcher or a file hands them over.
@@ -357,14 +462,17 @@ pub fn object_path(kind: &str, meta: &ObjectMeta) -> String {
 /// L2Advertisement with metadata only). IPAddressPool and BGPPeer require it:
 /// their specs have required fields, so a default of `{}` would violate the
 /// CRD's own schema (the real apiextensions server refuses such a CRD).
-pub const SPEC_OPTIONAL: [&str; 4] = [
+pub const SPEC_OPTIONAL: [&str; 6] = [
     "BFDProfile",
     "BGPAdvertisement",
     "Community",
     "L2Advertisement",
+    "ServiceBGPStatus",
+    "ServiceL2Status",
 ];
 
-/// The CustomResourceDefinitions of all six kinds.
+/// The CustomResourceDefinitions: the six configuration kinds, then the
+/// two status kinds the speakers write.
 pub fn definitions() -> Vec<CustomResourceDefinition> {
     let mut crds = vec![
         BfdProfile::crd(),
@@ -373,6 +481,8 @@ pub fn definitions() -> Vec<CustomResourceDefinition> {
         Community::crd(),
         IpAddressPool::crd(),
         L2Advertisement::crd(),
+        ServiceBgpStatus::crd(),
+        ServiceL2Status::crd(),
     ];
     for crd in &mut crds {
         if SPEC_OPTIONAL.contains(&crd.spec.names.kind.as_str()) {

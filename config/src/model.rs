@@ -445,6 +445,22 @@ pub struct L2Advertisement {
     pub node_selectors: Vec<LabelSelector>,
     /// Interfaces to announce on (empty = every eligible interface).
     pub interfaces: Vec<String>,
+    /// Also announce the `spec.externalIPs` of Services that ask for it
+    /// (annotation `ferrolb.io/announce-external-ips`), when they lie in a
+    /// selected pool. Off by default.
+    pub external_ips: bool,
+}
+
+/// The Service annotation asking for its `spec.externalIPs` to be
+/// announced (value `"true"`), where an advertisement allows it.
+pub const ANNOUNCE_EXTERNAL_IPS_ANNOTATION: &str = "ferrolb.io/announce-external-ips";
+
+impl L2Advertisement {
+    /// Whether it announces an address of pool `pool`; an external IP
+    /// (`external`) only when it says so.
+    pub fn announces(&self, pool: &str, external: bool) -> bool {
+        self.pools.iter().any(|p| p == pool) && (self.external_ips || !external)
+    }
 }
 
 /// Announce a set of pools over BGP.
@@ -466,6 +482,18 @@ pub struct BgpAdvertisement {
     pub node_selectors: Vec<LabelSelector>,
     /// Names of the peers to announce to (empty = all peers).
     pub peers: Vec<String>,
+    /// Also announce the `spec.externalIPs` of Services that ask for it
+    /// (annotation `ferrolb.io/announce-external-ips`), when they lie in a
+    /// selected pool. Off by default.
+    pub external_ips: bool,
+}
+
+impl BgpAdvertisement {
+    /// Whether it announces an address of pool `pool`; an external IP
+    /// (`external`) only when it says so.
+    pub fn announces(&self, pool: &str, external: bool) -> bool {
+        self.pools.iter().any(|p| p == pool) && (self.external_ips || !external)
+    }
 }
 
 /// Where a BGP peer's MD5 password comes from.
@@ -511,6 +539,9 @@ pub struct Peer {
     pub ebgp_multihop: bool,
     /// Name of a BFD profile.
     pub bfd_profile: Option<String>,
+    /// Graceful restart (RFC 4724): the router keeps our routes while the
+    /// speaker restarts.
+    pub graceful_restart: bool,
 }
 
 impl Peer {
@@ -520,7 +551,7 @@ impl Peer {
     }
 }
 
-/// A BFD profile (validated; used once BFD exists).
+/// A validated BFD profile (the speaker's BFD sessions use it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BfdProfile {
     /// Unique name.

@@ -423,6 +423,7 @@ struct PeerInput<'a> {
     password: Option<PeerPassword>,
     bfd_profile: Option<&'a str>,
     ebgp_multihop: bool,
+    graceful_restart: bool,
 }
 
 fn peer(
@@ -527,6 +528,7 @@ fn peer(
         node_selectors: input.node_selectors,
         password: input.password,
         ebgp_multihop: input.ebgp_multihop,
+        graceful_restart: input.graceful_restart,
         bfd_profile: input
             .bfd_profile
             .filter(|b| !b.is_empty())
@@ -707,6 +709,7 @@ pub(crate) fn configmap(file: &ConfigFile) -> (Draft, ConfigErrors) {
                 .map(PeerPassword::Plain),
             bfd_profile: p.bfd_profile.as_deref(),
             ebgp_multihop: p.ebgp_multihop.unwrap_or(false),
+            graceful_restart: p.graceful_restart.unwrap_or(false),
         };
         if let Some(peer) = peer(input, &item, names, &mut errors) {
             d.peers.push(DraftPeer {
@@ -746,6 +749,7 @@ pub(crate) fn configmap(file: &ConfigFile) -> (Draft, ConfigErrors) {
                     pools: Vec::new(),
                     node_selectors: Vec::new(),
                     interfaces: Vec::new(),
+                    external_ips: p.announce_external_ips.unwrap_or(false),
                 },
                 path: item.clone(),
                 selection: Selection::Pool(i),
@@ -791,6 +795,7 @@ fn configmap_bgp_advertisements(
                 communities: Vec::new(),
                 node_selectors: Vec::new(),
                 peers: Vec::new(),
+                external_ips: p.announce_external_ips.unwrap_or(false),
             },
             path: at(item, "default BGP advertisement"),
             selection: Selection::Pool(index),
@@ -832,6 +837,7 @@ fn configmap_bgp_advertisements(
                 communities: Vec::new(),
                 node_selectors: Vec::new(),
                 peers: Vec::new(),
+                external_ips: p.announce_external_ips.unwrap_or(false),
             },
             path: adv_item,
             selection: Selection::Pool(index),
@@ -977,6 +983,7 @@ pub(crate) fn resources(res: &Resources) -> (Draft, ConfigErrors) {
             password,
             bfd_profile: s.bfd_profile.as_deref(),
             ebgp_multihop: s.ebgp_multi_hop.unwrap_or(false),
+            graceful_restart: s.enable_graceful_restart.unwrap_or(false),
         };
         if let (Some(peer), Some(_)) = (peer(input, &item, names, &mut errors), name) {
             d.peers.push(DraftPeer {
@@ -1088,6 +1095,7 @@ pub(crate) fn resources(res: &Resources) -> (Draft, ConfigErrors) {
                 pools: Vec::new(),
                 node_selectors,
                 interfaces: s.interfaces.clone(),
+                external_ips: s.announce_external_ips.unwrap_or(false),
             },
             path: item,
             selection: Selection::Crd {
@@ -1135,6 +1143,7 @@ pub(crate) fn resources(res: &Resources) -> (Draft, ConfigErrors) {
                 communities: Vec::new(),
                 node_selectors,
                 peers: s.peers.clone(),
+                external_ips: s.announce_external_ips.unwrap_or(false),
             },
             path: item,
             selection: Selection::Crd {

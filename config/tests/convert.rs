@@ -54,9 +54,10 @@ fn pool(index: usize) -> impl Strategy<Value = AddressPool> {
         prop::option::of(any::<bool>()),
         prop::option::of(any::<bool>()),
         prop::collection::vec(advertisement(), 0..3),
+        prop::option::of(any::<bool>()),
     )
         .prop_map(
-            move |(addresses, is_bgp, auto_assign, avoid_buggy_ips, mut advs)| {
+            move |(addresses, is_bgp, auto_assign, avoid_buggy_ips, mut advs, external_ips)| {
                 // Identical advertisements are an error; keep the first.
                 let mut unique: Vec<BgpAdvertisement> = Vec::new();
                 advs.retain(|a| {
@@ -71,6 +72,7 @@ fn pool(index: usize) -> impl Strategy<Value = AddressPool> {
                     auto_assign,
                     avoid_buggy_ips,
                     bgp_advertisements: if is_bgp { advs } else { Vec::new() },
+                    announce_external_ips: external_ips,
                 }
             },
         )
@@ -153,6 +155,7 @@ fn peer(index: usize, with_bfd: bool) -> impl Strategy<Value = Peer> {
                 password,
                 bfd_profile: (with_bfd && bfd).then(|| "fast".to_string()),
                 ebgp_multihop: (multihop && my != peer_asn).then_some(true),
+                graceful_restart: index.is_multiple_of(2).then_some(true),
             },
         )
 }

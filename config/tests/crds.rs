@@ -24,7 +24,7 @@ fn manifests_crds_yaml_is_up_to_date() {
 }
 
 #[test]
-fn crds_name_the_six_metallb_kinds() {
+fn crds_name_the_six_metallb_config_kinds_and_the_two_status_kinds() {
     let mut found: Vec<(String, String, String, bool)> = definitions()
         .into_iter()
         .map(|c| {
@@ -45,6 +45,8 @@ fn crds_name_the_six_metallb_kinds() {
         ("Community", "communities"),
         ("IPAddressPool", "ipaddresspools"),
         ("L2Advertisement", "l2advertisements"),
+        ("ServiceBGPStatus", "servicebgpstatuses"),
+        ("ServiceL2Status", "servicel2statuses"),
     ];
     assert_eq!(found.len(), want.len());
     for ((kind, plural, api_version, namespaced), (want_kind, want_plural)) in

@@ -364,3 +364,49 @@ items:
     assert_eq!(names(&c), ["first-pool"]);
     assert_eq!(c.l2_advertisements[0].pools, ["first-pool"]);
 }
+
+#[test]
+fn external_ips_are_announced_only_where_an_advertisement_says_so() {
+    let pool = crd("IPAddressPool", "p", "", "  addresses: [10.0.2.0/24]\n");
+    let cases = [
+        (
+            "ConfigMap: off by default",
+            "address-pools:\n- {name: a, protocol: layer2, addresses: [10.0.0.0/24]}\n- {name: b, protocol: bgp, addresses: [10.0.1.0/24]}\n".to_string(),
+            (false, false),
+        ),
+        (
+            "ConfigMap: the pool's key sets its advertisements",
+            "address-pools:\n- {name: a, protocol: layer2, addresses: [10.0.0.0/24], announce-external-ips: true}\n- {name: b, protocol: bgp, addresses: [10.0.1.0/24], announce-external-ips: true}\n".to_string(),
+            (true, true),
+        ),
+        (
+            "CRDs: off by default",
+            format!(
+                "{pool}{}{}",
+                crd("L2Advertisement", "l2", "", "  ipAddressPools: [p]\n"),
+                crd("BGPAdvertisement", "bgp", "", "  ipAddressPools: [p]\n")
+            ),
+            (false, false),
+        ),
+        (
+            "CRDs: announceExternalIPs per advertisement",
+            format!(
+                "{pool}{}{}",
+                crd("L2Advertisement", "l2", "", "  announceExternalIPs: true\n"),
+                crd("BGPAdvertisement", "bgp", "", "  announceExternalIPs: false\n")
+            ),
+            (true, false),
+        ),
+    ];
+    for (rule, text, (l2, bgp)) in cases {
+        let c = load_documents(&text).unwrap_or_else(|e| panic!("{rule}: {e}"));
+        assert!(
+            c.l2_advertisements.iter().all(|a| a.external_ips == l2),
+            "{rule}: layer 2"
+        );
+        assert!(
+            c.bgp_advertisements.iter().all(|a| a.external_ips == bgp),
+            "{rule}: BGP"
+        );
+    }
+}

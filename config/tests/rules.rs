@@ -608,6 +608,17 @@ rule!(bfd_profile_of_a_peer_exists {
     )],
 });
 
+rule!(graceful_restart_of_a_peer_is_a_bool {
+    valid: [
+        peer("  graceful-restart: true\n"),
+        peer("  graceful-restart: false\n")
+    ],
+    invalid: [(
+        peer("  graceful-restart: sometimes\n"),
+        "~invalid boolean at line 7"
+    )],
+});
+
 rule!(identical_peers_are_refused {
     valid: [
         "peers:\n- {peer-address: 10.0.0.1, peer-asn: 1, my-asn: 2}\n- {peer-address: 10.0.0.1, peer-asn: 1, my-asn: 2, peer-port: 1179}\n"
@@ -947,6 +958,54 @@ rule!(crd_bfd_profile_values_are_in_range {
         "BFDProfile metallb-system/fast: spec.detectMultiplier 1: must be 2..=255"
     )],
 });
+
+rule!(crd_graceful_restart_of_a_peer_is_a_bool {
+    valid: [crd(
+        "BGPPeer",
+        "r1",
+        "  myASN: 64500\n  peerASN: 64501\n  peerAddress: 10.0.0.1\n  enableGracefulRestart: true\n"
+    )],
+    invalid: [(
+        crd(
+            "BGPPeer",
+            "r1",
+            "  myASN: 64500\n  peerASN: 64501\n  peerAddress: 10.0.0.1\n  enableGracefulRestart: 3\n"
+        ),
+        "~enableGracefulRestart"
+    )],
+});
+
+/// Both sources set the model's flag; absent means off.
+#[test]
+fn graceful_restart_reaches_the_model_from_both_sources() {
+    let cases = [
+        ("configmap_true", peer("  graceful-restart: true\n"), true),
+        ("configmap_absent", peer(""), false),
+        (
+            "crd_true",
+            crd(
+                "BGPPeer",
+                "r1",
+                "  myASN: 64500\n  peerASN: 64501\n  peerAddress: 10.0.0.1\n  enableGracefulRestart: true\n",
+            ),
+            true,
+        ),
+        (
+            "crd_absent",
+            crd(
+                "BGPPeer",
+                "r1",
+                "  myASN: 64500\n  peerASN: 64501\n  peerAddress: 10.0.0.1\n",
+            ),
+            false,
+        ),
+    ];
+    for (rule, text, want) in cases {
+        let config = load_documents(&text).unwrap_or_else(|e| panic!("{rule}: {e}"));
+        assert_eq!(config.peers.len(), 1, "{rule}");
+        assert_eq!(config.peers[0].graceful_restart, want, "{rule}");
+    }
+}
 
 rule!(crd_l2_advertisement_selectors_are_valid {
     valid: [crd(

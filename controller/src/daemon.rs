@@ -41,9 +41,12 @@ pub struct Options {
     pub metrics_addr: SocketAddr,
     /// Name the controller reports in Events.
     pub reporter: String,
+    /// The admission webhook, when served (`--webhook-addr`).
+    pub webhook: Option<crate::webhook::Options>,
 }
 
 /// The reflector stores the loop reads from.
+#[derive(Clone)]
 struct Stores {
     services: Store<Service>,
     configmaps: Store<ConfigMap>,
@@ -147,15 +150,19 @@ impl Stores {
             .and_then(|cm| cm.data.as_ref())
             .and_then(|d| d.get("config"))
             .map(String::as_str);
-        let resources = crd::Resources {
+        ferrolb_config::load(text, &self.resources())
+    }
+
+    /// The custom resources in the stores.
+    fn resources(&self) -> crd::Resources {
+        crd::Resources {
             ip_address_pools: cloned(&self.pools),
             l2_advertisements: cloned(&self.l2),
             bgp_advertisements: cloned(&self.bgp),
             bgp_peers: cloned(&self.peers),
             communities: cloned(&self.communities),
             bfd_profiles: cloned(&self.bfd),
-        };
-        ferrolb_config::load(text, &resources)
+        }
     }
 
     fn namespace_labels(&self) -> HashMap<String, NamespaceLabels> {
@@ -188,7 +195,10 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), std::io::Error> {
     let metrics = Arc::new(Metrics::new());
-    let server = tokio::spawn(crate::metrics::serve(opts.metrics_addr, metrics.clone()));
+    let server = tokio::spawn(ferrolb_shell::serve::serve(
+        opts.metrics_addr,
+        metrics.exporter.clone(),
+    ));
 
     match ensure_memberlist_secret(client.clone(), &opts.namespace).await {
         Ok(SecretOutcome::Created) => {
@@ -202,6 +212,9 @@ pub async fn run(
     let opts_lb_class = opts.lb_class.clone();
     let (tx, rx) = unbounded_channel();
     let stores = start_watchers(&client, &opts, &tx);
+    if let Some(webhook) = opts.webhook.clone() {
+        start_webhook(&client, &opts, webhook, &stores, metrics.clone());
+    }
     let writes = Arc::new(tokio::sync::Semaphore::new(STATUS_WRITES_IN_FLIGHT));
     let idle = writes.clone();
     let events = EventSink::spawn(client.clone(), &opts.reporter, move || {
@@ -223,6 +236,98 @@ pub async fn run(
         r = server => if let Ok(Err(e)) = r { return Err(e) },
     }
     Ok(())
+}
+
+/// Serve the admission webhook from the stores, and register it (its
+/// caBundle, and a URL when given) until the API server takes the patch.
+fn start_webhook(
+    client: &kube::Client,
+    opts: &Options,
+    webhook: crate::webhook::Options,
+    stores: &Stores,
+    metrics: Arc<Metrics>,
+) {
+    let identity = match &webhook.cert_dir {
+        Some(dir) => crate::webhook::tls::from_dir(dir),
+        None => crate::webhook::tls::self_signed(&webhook.certificate_names(&opts.namespace)),
+    };
+    let identity = match identity {
+        Ok(id) => id,
+        Err(e) => {
+            tracing::error!(error = %e, "admission webhook not started");
+            return;
+        }
+    };
+    let scope = crate::admission::Scope {
+        namespace: opts.namespace.clone(),
+        config_name: opts.config_name.clone(),
+        lb_class: opts.lb_class.clone(),
+    };
+    let snapshot = stores.snapshotter(opts, metrics);
+    let registration = (client.clone(), webhook.clone(), identity.ca_pem.clone());
+    tokio::spawn(async move {
+        if let Err(e) = crate::webhook::serve(&webhook, &identity, scope, snapshot).await {
+            tracing::error!(error = %e, "admission webhook stopped");
+        }
+    });
+    tokio::spawn(async move {
+        let (client, webhook, ca) = registration;
+        if ca.is_none() && webhook.url.is_none() {
+            return;
+        }
+        loop {
+            match crate::k8s::webhook_config::register(
+                client.clone(),
+                &webhook.configuration,
+                ca.as_deref(),
+                webhook.url.as_deref(),
+            )
+            .await
+            {
+                Ok(()) => {
+                    tracing::info!(configuration = %webhook.configuration, "admission webhook registered");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(configuration = %webhook.configuration, error = %e, "cannot register the admission webhook; retrying");
+                    tokio::time::sleep(WEBHOOK_RETRY).await;
+                }
+            }
+        }
+    });
+}
+
+/// Delay between attempts to register the webhook.
+const WEBHOOK_RETRY: Duration = Duration::from_secs(3);
+
+impl Stores {
+    /// What the webhook reads for each request (clones of the stores' handles).
+    fn snapshotter(&self, opts: &Options, metrics: Arc<Metrics>) -> crate::webhook::Snapshotter {
+        let stores = self.clone();
+        let opts = opts.clone();
+        Arc::new(move || {
+            let key = ObjectRef::new(&opts.config_name).within(&opts.namespace);
+            let configmap = stores
+                .configmaps
+                .get(&key)
+                .and_then(|cm| cm.data.as_ref()?.get("config").cloned());
+            let namespace_terminating = stores
+                .namespaces
+                .get(&ObjectRef::new(&opts.namespace))
+                .is_some_and(|ns| {
+                    ns.metadata.deletion_timestamp.is_some()
+                        || ns.status.as_ref().and_then(|s| s.phase.as_deref())
+                            == Some("Terminating")
+                });
+            crate::webhook::Snapshot {
+                synced: metrics.is_ready(),
+                configmap,
+                resources: stores.resources(),
+                services: stores.services.state(),
+                namespace_terminating,
+            }
+        })
+    }
 }
 
 struct Loop {

@@ -1,17 +1,13 @@
 //! The controller's Prometheus metrics (names of SPEC A8, kept compatible with
-//! existing MetalLB dashboards) and the HTTP endpoints on port 7472:
-//! `/metrics`, `/healthz` (the process is alive) and `/readyz` (the first full
-//! sync with the API server is done and the state was rebuilt).
+//! existing MetalLB dashboards), served by the shell's endpoint
+//! ([`ferrolb_shell::serve`]) on port 7472: `/metrics`, `/healthz` (the
+//! process is alive) and `/readyz` (the first full sync with the API server
+//! is done and the state was rebuilt).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 
-use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
-use axum::routing::get;
+use ferrolb_shell::serve::{ConfigGauges, Exporter};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -28,7 +24,8 @@ pub struct PoolLabels {
 /// Every metric the controller exports.
 #[derive(Debug)]
 pub struct Metrics {
-    registry: Registry,
+    /// The registry and the readiness `/readyz` reports.
+    pub exporter: Arc<Exporter>,
     /// Status updates written to the API server.
     pub updates: Counter,
     /// Status updates the API server refused or that failed.
@@ -41,7 +38,6 @@ pub struct Metrics {
     pub addresses_total: Family<PoolLabels, Gauge<f64, AtomicU64>>,
     /// Addresses in use per pool.
     pub addresses_in_use: Family<PoolLabels, Gauge<f64, AtomicU64>>,
-    ready: AtomicBool,
 }
 
 impl Default for Metrics {
@@ -56,8 +52,6 @@ impl Metrics {
         let mut registry = Registry::default();
         let updates = Counter::default();
         let update_errors = Counter::default();
-        let config_loaded = Gauge::default();
-        let config_stale = Gauge::default();
         let addresses_total = Family::default();
         let addresses_in_use = Family::default();
         // prometheus-client appends `_total` to counter names itself.
@@ -71,16 +65,10 @@ impl Metrics {
             "Number of Kubernetes object updates that failed",
             update_errors.clone(),
         );
-        registry.register(
-            "metallb_k8s_client_config_loaded_bool",
-            "1 if a valid config has been loaded",
-            config_loaded.clone(),
-        );
-        registry.register(
-            "metallb_k8s_client_config_stale_bool",
-            "1 if the config in force is stale (the newest one was refused)",
-            config_stale.clone(),
-        );
+        let ConfigGauges {
+            loaded: config_loaded,
+            stale: config_stale,
+        } = ConfigGauges::register(&mut registry);
         registry.register(
             "metallb_allocator_addresses_total",
             "Number of usable IP addresses, per pool",
@@ -92,62 +80,24 @@ impl Metrics {
             addresses_in_use.clone(),
         );
         Self {
-            registry,
+            exporter: Arc::new(Exporter::new(registry, "not synced yet")),
             updates,
             update_errors,
             config_loaded,
             config_stale,
             addresses_total,
             addresses_in_use,
-            ready: AtomicBool::new(false),
         }
     }
 
     /// Mark the controller ready (or not) for `/readyz`.
     pub fn set_ready(&self, ready: bool) {
-        self.ready.store(ready, Ordering::Relaxed);
+        self.exporter.set_ready(ready);
     }
 
-    /// Whether `/readyz` answers 200.
+    /// Whether `/readyz` answers 200 (the webhook also reads it).
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed)
-    }
-
-    /// The OpenMetrics text of every metric.
-    pub fn encode(&self) -> String {
-        let mut out = String::new();
-        // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
-        out
-    }
-}
-
-/// Serve `/metrics`, `/healthz` and `/readyz` until the task is dropped.
-pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<()> {
-    let app = Router::new()
-        .route("/metrics", get(metrics_handler))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(ready_handler))
-        .with_state(metrics);
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    axum::serve(listener, app).await
-}
-
-async fn metrics_handler(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        m.encode(),
-    )
-}
-
-async fn ready_handler(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
-    if m.is_ready() {
-        (StatusCode::OK, "ok")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not synced yet")
+        self.exporter.is_ready()
     }
 }
 
@@ -170,7 +120,7 @@ mod tests {
                 pool: "my-ip-space".into(),
             })
             .set(2.0);
-        let text = m.encode();
+        let text = m.exporter.encode();
         for line in [
             "metallb_k8s_client_updates_total 1",
             "metallb_k8s_client_update_errors_total 0",

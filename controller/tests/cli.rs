@@ -75,6 +75,25 @@ fn validate_accepts_the_tutorial_configmaps() {
 }
 
 #[test]
+fn validate_shows_the_bfd_profiles_their_peers_and_graceful_restart() {
+    let config = "peers:
+- {peer-address: 10.0.0.1, peer-asn: 64500, my-asn: 64512, bfd-profile: fast, graceful-restart: true}
+- {peer-address: 10.0.0.2, peer-asn: 64500, my-asn: 64512, bfd-profile: fast}
+bfd-profiles:
+- {name: fast, receive-interval: 100, transmit-interval: 100}
+- {name: spare}
+address-pools:
+- {name: p, protocol: bgp, addresses: [10.1.0.0/24]}
+";
+    let out = ferrolb(&["validate", "-"], config);
+    assert_exit(&out, 0);
+    assert_eq!(
+        text(&out.stdout),
+        "ok: 1 pools, 2 peers, 2 BFD profiles (fast: peer0, peer1; spare: unused), graceful restart: peer0\n"
+    );
+}
+
+#[test]
 fn validate_merges_configmap_and_crd_files() {
     let out = ferrolb(&["validate", p(&example()), p(&data("crds.yaml"))], "");
     assert_exit(&out, 0);

@@ -16,19 +16,13 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use ferrolb_e2e::cluster::{Cluster, http_get, ingress_ips, lb_service, spawn_controller};
+use ferrolb_e2e::cluster::{Cluster, http_get, spawn_controller};
 use ferrolb_e2e::lab::netns;
 use ferrolb_e2e::lab::{Lab, LabConfig};
 use ferrolb_e2e::measure::{self, Summary};
 use ferrolb_e2e::routers::{Neighbor, RouterConfig, RouterKind};
-use futures::StreamExt;
-use k8s_openapi::api::core::v1::Service;
-use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::{Api, ListParams, PostParams};
-use serde_json::json;
 
 const SERVICES: usize = 10_000;
-const IN_FLIGHT: usize = 64;
 const TRIALS: usize = 5;
 const ROUTER_ASN: u32 = 64500;
 const NODE_ASN: u32 = 64512;
@@ -99,8 +93,12 @@ fn main() {
         .expect("config");
     spawn_controller(&mut lab, &[]).expect("controller");
     let started = Instant::now();
-    create_services(&cluster, &nodes[0].name);
-    wait_all_ips(&cluster);
+    cluster
+        .create_bench_services(SERVICES, &[nodes[0].name.clone()])
+        .expect("create Services");
+    cluster
+        .wait_assigned(SERVICES, Duration::from_secs(600))
+        .expect("every Service assigned");
     println!(
         "setup: {SERVICES} Services with EndpointSlices created and assigned in {:.1} s",
         started.elapsed().as_secs_f64()
@@ -307,85 +305,4 @@ fn updates_sent(metrics: &str) -> Option<u64> {
         .map(|v| v as u64)
         .collect();
     (!values.is_empty()).then(|| values.iter().sum())
-}
-
-/// Creates the Services (no node ports: the test API server has too few)
-/// and an EndpointSlice each with a ready endpoint on `node`.
-fn create_services(cluster: &Cluster, node: &str) {
-    let node = node.to_string();
-    cluster
-        .control_plane()
-        .run(|client| async move {
-            let services: Api<Service> = Api::namespaced(client.clone(), "default");
-            let slices: Api<EndpointSlice> = Api::namespaced(client, "default");
-            futures::stream::iter(0..SERVICES)
-                .map(|i| {
-                    let services = services.clone();
-                    let slices = slices.clone();
-                    let name = format!("svc-{i}");
-                    let mut svc = lb_service(&name, &[80], &[]);
-                    if let Some(spec) = svc.spec.as_mut() {
-                        spec.allocate_load_balancer_node_ports = Some(false);
-                    }
-                    let slice: EndpointSlice = serde_json::from_value(json!({
-                        "metadata": {
-                            "name": format!("{name}-bench"),
-                            "namespace": "default",
-                            "labels": {"kubernetes.io/service-name": name},
-                        },
-                        "addressType": "IPv4",
-                        "endpoints": [{
-                            "addresses": ["10.244.1.10"],
-                            "nodeName": node,
-                            "conditions": {"ready": true},
-                        }],
-                    }))
-                    .expect("an EndpointSlice");
-                    async move {
-                        slices
-                            .create(&PostParams::default(), &slice)
-                            .await
-                            .expect("create an EndpointSlice");
-                        services
-                            .create(&PostParams::default(), &svc)
-                            .await
-                            .expect("create a Service");
-                    }
-                })
-                .buffer_unordered(IN_FLIGHT)
-                .collect::<Vec<()>>()
-                .await;
-            Ok::<(), kube::Error>(())
-        })
-        .expect("API run")
-        .expect("create Services");
-}
-
-/// Waits until every Service has an address.
-fn wait_all_ips(cluster: &Cluster) {
-    let started = Instant::now();
-    loop {
-        let with_ip = cluster
-            .control_plane()
-            .run(|client| async move {
-                let services: Api<Service> = Api::namespaced(client, "default");
-                let list = services.list(&ListParams::default()).await?;
-                Ok::<usize, kube::Error>(
-                    list.items
-                        .iter()
-                        .filter(|s| !ingress_ips(s).is_empty())
-                        .count(),
-                )
-            })
-            .expect("API run")
-            .expect("list Services");
-        if with_ip >= SERVICES {
-            return;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(600),
-            "only {with_ip} of {SERVICES} Services have an address"
-        );
-        std::thread::sleep(Duration::from_secs(2));
-    }
 }

@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use serde_json::json;
@@ -143,6 +144,89 @@ impl Cluster {
                 })
                 .collect())
         })?
+    }
+
+    /// Creates `count` LoadBalancer Services `svc-0`, `svc-1`, ... in
+    /// `default` for the benchmarks (no node ports: the test API server has
+    /// too few), each with an EndpointSlice with a ready endpoint on every
+    /// node of `nodes`, a few dozen requests in flight.
+    pub fn create_bench_services(&self, count: usize, nodes: &[String]) -> Result<(), LabError> {
+        use futures::StreamExt;
+        const IN_FLIGHT: usize = 32;
+        let nodes = nodes.to_vec();
+        self.cp
+            .run(move |client| async move {
+                let services: Api<Service> = Api::namespaced(client.clone(), "default");
+                let slices: Api<EndpointSlice> = Api::namespaced(client, "default");
+                let results: Vec<Result<(), kube::Error>> = futures::stream::iter(0..count)
+                    .map(|i| {
+                        let (services, slices) = (services.clone(), slices.clone());
+                        let name = format!("svc-{i}");
+                        let mut svc = lb_service(&name, &[80], &[]);
+                        if let Some(spec) = svc.spec.as_mut() {
+                            spec.allocate_load_balancer_node_ports = Some(false);
+                        }
+                        let endpoints: Vec<_> = nodes
+                            .iter()
+                            .enumerate()
+                            .map(|(k, n)| {
+                                json!({
+                                    "addresses": [format!("10.244.{k}.10")],
+                                    "nodeName": n,
+                                    "conditions": {"ready": true},
+                                })
+                            })
+                            .collect();
+                        let slice = serde_json::from_value::<EndpointSlice>(json!({
+                            "metadata": {
+                                "name": format!("{name}-bench"),
+                                "namespace": "default",
+                                "labels": {"kubernetes.io/service-name": name},
+                            },
+                            "addressType": "IPv4",
+                            "endpoints": endpoints,
+                        }));
+                        async move {
+                            let slice = slice.map_err(kube::Error::SerdeError)?;
+                            slices.create(&PostParams::default(), &slice).await?;
+                            services.create(&PostParams::default(), &svc).await?;
+                            Ok(())
+                        }
+                    })
+                    .buffer_unordered(IN_FLIGHT)
+                    .collect()
+                    .await;
+                results.into_iter().collect::<Result<(), kube::Error>>()
+            })?
+            .map_err(LabError::from)
+    }
+
+    /// Waits until at least `count` Services of `default` have an address.
+    pub fn wait_assigned(&self, count: usize, timeout: Duration) -> Result<(), LabError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let with_ip = self.cp.run(|client| async move {
+                let list = Api::<Service>::namespaced(client, "default")
+                    .list(&Default::default())
+                    .await?;
+                Ok::<usize, kube::Error>(
+                    list.items
+                        .iter()
+                        .filter(|s| !ingress_ips(s).is_empty())
+                        .count(),
+                )
+            })??;
+            if with_ip >= count {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(LabError::Timeout {
+                    what: format!("{count} Services with an address (last seen {with_ip})"),
+                    after: timeout,
+                });
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
     }
 
     /// Wait until the Service's IPs satisfy `done`; returns them.

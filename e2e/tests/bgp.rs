@@ -14,7 +14,10 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use cluster::{APPS, Cluster, EXCLUDE_LABEL, NAMESPACE, lb_service, summary};
+use cluster::{
+    APPS, BGP_POOL, Cluster, EXCLUDE_LABEL, NAMESPACE, NODE_ASN, Peering, ROUTER_ASN, lb_service,
+    summary, v4, v6,
+};
 use ferrolb_e2e::lab::topology::Host;
 use ferrolb_e2e::routers::{self, Neighbor, Route, Router, RouterConfig, RouterKind};
 use ipnet::IpNet;
@@ -25,9 +28,6 @@ use kube::Api;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, PostParams};
 use serde_json::json;
 
-/// The router's AS and the nodes' (eBGP).
-const ROUTER_ASN: u32 = 64500;
-const NODE_ASN: u32 = 64512;
 /// How long sessions and routes may take to appear.
 const SESSION: Duration = Duration::from_secs(30);
 /// The hold time configured on the peers: a SIGTERMed speaker's next hop
@@ -36,34 +36,17 @@ const HOLD: Duration = Duration::from_secs(90);
 /// What "at once" means for a withdrawal after SIGTERM.
 const AT_ONCE: Duration = Duration::from_secs(3);
 
-/// The dual-stack BGP pool.
-const POOL: &str = "address-pools:
-- name: bgp
-  protocol: bgp
-  addresses:
-  - 192.168.5.64/27
-  - fd00:5::60/124
-";
 /// The config before the router's address is known.
-const POOL_ONLY: &str = POOL;
+const POOL_ONLY: &str = BGP_POOL;
 
-/// Two peers (the router's IPv4 and IPv6 address) and the pool.
-fn bgp_config(router: &Host, hold: Duration) -> String {
-    format!(
-        "peers:
-- peer-address: {v4}
-  peer-asn: {ROUTER_ASN}
-  my-asn: {NODE_ASN}
-  hold-time: {hold}s
-- peer-address: {v6}
-  peer-asn: {ROUTER_ASN}
-  my-asn: {NODE_ASN}
-  hold-time: {hold}s
-{POOL}",
-        v4 = router.ipv4,
-        v6 = router.ipv6,
-        hold = hold.as_secs(),
-    )
+/// Plain BGP peering with hold time `hold`.
+fn peering(hold: Duration) -> Peering {
+    Peering {
+        hold,
+        bfd: None,
+        graceful_restart: false,
+        session_timeout: SESSION,
+    }
 }
 
 /// The host route of `ip`.
@@ -90,14 +73,6 @@ fn wait_withdrawn(router: &dyn Router, ip: IpAddr) {
     .unwrap_or_else(|e| panic!("{e}\n{}", router.logs()));
 }
 
-fn v4(h: &Host) -> IpAddr {
-    IpAddr::V4(h.ipv4)
-}
-
-fn v6(h: &Host) -> IpAddr {
-    IpAddr::V6(h.ipv6)
-}
-
 /// The lab's router host of `kind`.
 fn router_host(cluster: &Cluster, kind: RouterKind) -> Host {
     cluster
@@ -111,31 +86,7 @@ fn router_host(cluster: &Cluster, kind: RouterKind) -> Host {
 /// A cluster whose three speakers peer with a `kind` router over IPv4 and
 /// IPv6 with `hold` as hold time; returns once all six sessions are up.
 fn bgp_lab(kind: RouterKind, hold: Duration) -> (Cluster, Box<dyn Router>, Vec<Host>) {
-    // The router's address is known once the lab is up: the peers come second.
-    let mut cluster = Cluster::up_with_routers(POOL_ONLY);
-    let router_host = router_host(&cluster, kind);
-    let nodes = cluster.nodes();
-
-    // The router connects nowhere: the speakers open every session.
-    let mut config = RouterConfig::new(ROUTER_ASN, router_host.ipv4);
-    for node in &nodes {
-        config = config
-            .neighbor(Neighbor::new(v4(node), NODE_ASN).passive())
-            .neighbor(Neighbor::new(v6(node), NODE_ASN).passive());
-    }
-    let router = cluster
-        .lab
-        .start_router(kind, config)
-        .unwrap_or_else(|e| panic!("start {kind:?} (its Debian package must be installed): {e}"));
-    cluster.apply_config(&bgp_config(&router_host, hold));
-    for node in &nodes {
-        for address in [v4(node), v6(node)] {
-            routers::wait_established(router.as_ref(), address, SESSION).unwrap_or_else(|e| {
-                panic!("{e}\nspeaker log:\n{}", cluster.speaker_log(&node.name))
-            });
-        }
-    }
-    (cluster, router, nodes)
+    Cluster::up_peered(kind, &peering(hold))
 }
 
 /// The whole BGP scenario against one router kind.
@@ -263,6 +214,116 @@ fn gobgp_learns_every_service_from_every_eligible_node() {
 /// A node that vanishes (its link cut: the speaker cannot say Cease) keeps
 /// its next hop until the router's hold timer expires, not longer; a
 /// SIGKILLed speaker on a live node loses its sessions with its sockets.
+/// Every announcing node writes a `ServiceBGPStatus` naming the peers it
+/// announces the Service to; the objects follow the endpoints of a Local
+/// Service, a SIGKILLed speaker's object is removed by the others, and they
+/// go with the Service.
+#[test]
+fn bgp_status_objects_name_every_announcing_node_and_its_peers() {
+    let (mut cluster, router, nodes) = bgp_lab(RouterKind::Bird, HOLD);
+    let names: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
+    let all_v4: Vec<IpAddr> = nodes.iter().map(v4).collect();
+    // ConfigMap peers are named by their index; the IPv4 Service goes to both
+    // sessions of each node (IPv4 and IPv6 transport both carry IPv4 unicast).
+    let peers: BTreeSet<String> = ["peer0", "peer1"].map(String::from).into();
+
+    cluster.create_service(lb_service("web", &[80]));
+    cluster.set_endpoints("web", &[(names[0], true)]);
+    let web = cluster.wait_ips("web", 1)[0];
+    wait_next_hops(router.as_ref(), web, &all_v4);
+    cluster.wait_statuses(
+        "ServiceBGPStatus",
+        Cluster::bgp_statuses,
+        "web",
+        &names,
+        &peers,
+    );
+
+    let mut local = lb_service("local", &[80]);
+    local.spec.as_mut().unwrap().external_traffic_policy = Some("Local".into());
+    cluster.create_service(local);
+    cluster.set_endpoints("local", &[(names[1], true)]);
+    let local_ip = cluster.wait_ips("local", 1)[0];
+    wait_next_hops(router.as_ref(), local_ip, &[v4(&nodes[1])]);
+    cluster.wait_statuses(
+        "ServiceBGPStatus",
+        Cluster::bgp_statuses,
+        "local",
+        &[names[1]],
+        &peers,
+    );
+    cluster.set_endpoints("local", &[(names[2], true)]);
+    cluster.wait_statuses(
+        "ServiceBGPStatus",
+        Cluster::bgp_statuses,
+        "local",
+        &[names[2]],
+        &peers,
+    );
+
+    // `ferrolb status` names the three nodes; `status peers` every session.
+    let run = cluster.ferrolb(&["status", "web", "-o", "json"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let rows: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let announcers: BTreeSet<&str> = rows[0]["announcers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["node"].as_str().unwrap())
+        .collect();
+    assert_eq!(announcers, names.iter().copied().collect(), "{rows}");
+    let run = cluster.ferrolb(&["status", "peers", "-o", "json"]);
+    assert_eq!(run.code, 0, "every session is up: {run:?}");
+    let sessions: Vec<serde_json::Value> = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(
+        sessions.len(),
+        2 * names.len(),
+        "two sessions per node: {sessions:?}"
+    );
+    for s in &sessions {
+        assert_eq!(s["state"], "Established", "{s}");
+        assert!(
+            s["uptime_seconds"].as_f64().is_some_and(|u| u >= 0.0),
+            "{s}"
+        );
+        // The IPv4 Service goes out on each node's IPv4 session; the IPv6
+        // session has no IPv4 next hop for it.
+        let ipv4_session = !s["peer"].as_str().unwrap().starts_with('[');
+        assert!(
+            s["prefixes_sent"]
+                .as_u64()
+                .is_some_and(|n| n >= u64::from(ipv4_session)),
+            "{s}"
+        );
+    }
+
+    cluster.kill_speaker(names[0]);
+    cluster.wait_statuses(
+        "ServiceBGPStatus",
+        Cluster::bgp_statuses,
+        "web",
+        &names[1..],
+        &peers,
+    );
+    let run = cluster.ferrolb(&["status", "peers"]);
+    assert_eq!(run.code, 1, "a node's metrics cannot be read: {run:?}");
+    assert!(
+        run.stdout
+            .lines()
+            .any(|l| l.starts_with(names[0]) && l.contains("unknown: ")),
+        "{run:?}"
+    );
+
+    cluster.delete_service("web");
+    cluster.wait_statuses(
+        "ServiceBGPStatus",
+        Cluster::bgp_statuses,
+        "web",
+        &[],
+        &peers,
+    );
+}
+
 #[test]
 fn bird_drops_a_vanished_node_after_the_hold_time() {
     let hold = Duration::from_secs(3);
@@ -605,7 +666,7 @@ fn frr_md5_password_from_the_configmap() {
   peer-asn: {ROUTER_ASN}
   my-asn: {NODE_ASN}
   password: {password}
-{POOL}",
+{BGP_POOL}",
                 router = router.ipv4,
             )
         }

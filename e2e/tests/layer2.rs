@@ -319,3 +319,41 @@ fn speaker_memory_with_1000_services() {
         "speaker anonymous memory {worst_anon} KiB with {SERVICES} Services"
     );
 }
+
+/// `spec.externalIPs` inside a pool whose advertisement allows them, on a
+/// Service annotated for it: elected like a Service IP, and the client
+/// reaches it through the elected node. The annotation alone is not enough.
+#[test]
+fn an_annotated_services_external_ip_is_announced_by_the_elected_node() {
+    let external: IpAddr = "192.168.5.249".parse().unwrap();
+    let mut cluster = Cluster::up(TUTORIAL_CONFIG);
+    let mut svc = lb_service("ext", &[80]);
+    let spec = svc.spec.as_mut().unwrap();
+    spec.type_ = Some("ClusterIP".into());
+    spec.external_ips = Some(vec![external.to_string()]);
+    svc.metadata.annotations = Some(
+        [(
+            "ferrolb.io/announce-external-ips".to_string(),
+            "true".to_string(),
+        )]
+        .into(),
+    );
+    cluster.create_service(svc);
+    cluster.set_endpoints("ext", &everywhere());
+    // The pool's advertisement does not allow external IPs yet.
+    std::thread::sleep(Duration::from_secs(2));
+    cluster.wait_unannounced(external);
+
+    cluster.apply_config(&TUTORIAL_CONFIG.replace(
+        "  protocol: layer2\n",
+        "  protocol: layer2\n  announce-external-ips: true\n",
+    ));
+    let node = cluster.wait_announcer(external, |_| true);
+    assert_only_answer(&cluster, external, &node);
+    assert_client_reaches(&cluster, external, &node);
+
+    // The election moves it like any Service IP.
+    cluster.kill_speaker(&node);
+    let next = cluster.wait_announcer(external, |n| n != node);
+    assert_client_reaches(&cluster, external, &next);
+}

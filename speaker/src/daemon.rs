@@ -12,7 +12,8 @@
 //! BGP needs no membership (every eligible node announces): it is driven
 //! from the same snapshot as soon as every source is listed, and on
 //! shutdown its sessions say Cease before anything else so that routers
-//! drop this node's next hops at once.
+//! drop this node's next hops at once (sessions with graceful restart
+//! close without Cease so that routers keep them).
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
@@ -37,13 +38,14 @@ use crate::k8s::events::EventSink;
 use crate::k8s::partial::{EndpointSlice, Service};
 use crate::k8s::projection::{self, Projection};
 use crate::k8s::snapshot::{self, Seed, ServiceRecord, SliceRecord};
+use crate::k8s::status::StatusInput;
 use crate::k8s::watch::{self, Change, Source};
 use crate::layer2::interfaces;
 use crate::layer2::responder::Layer2Responder;
 use crate::membership::{
     GossipMembership, LiveMembers, Membership, MembershipConfig, MembershipError, Timing,
 };
-use crate::metrics::{self, AnnouncedLabels, AnnouncedMetric, SpeakerMetrics};
+use crate::metrics::{AnnouncedLabels, AnnouncedMetric, SpeakerMetrics};
 
 /// What the daemon is told on its command line.
 #[derive(Debug, Clone)]
@@ -299,20 +301,31 @@ pub async fn run(
     let metrics = Arc::new(SpeakerMetrics::new());
     let bgp_metrics = metrics.bgp.clone();
     let addr = opts.metrics_addr;
-    let mut server = tokio::spawn(metrics::serve(addr, metrics.clone()));
+    let mut server = tokio::spawn(ferrolb_shell::serve::serve(addr, metrics.exporter.clone()));
     let mut links = interfaces::track().await?;
 
     let (tx, rx) = unbounded_channel();
     let stores = start_watchers(&client, &opts, &tx);
+    let status = crate::k8s::status::spawn(
+        client.clone(),
+        opts.node_name.clone(),
+        metrics.status.clone(),
+    );
     let events = EventSink::spawn(client, "ferrolb-speaker", &opts.node_name);
     let (join_tx, join_rx) = unbounded_channel();
     let mut speaker = Speaker {
         responder: Layer2Responder::new(metrics.layer2.clone()),
-        bgp: Some(BgpSpeaker::new(bgp_metrics)),
+        bgp: Some(bgp_speaker(
+            bgp_metrics,
+            &events,
+            &opts.node_name,
+            stores.nodes.clone(),
+        )),
         opts,
         stores,
         metrics,
         events,
+        status,
         membership: None,
         members: None,
         joining: None,
@@ -360,6 +373,8 @@ struct Speaker {
     stores: Stores,
     metrics: Arc<SpeakerMetrics>,
     events: EventSink,
+    /// Where the ServiceL2Status / ServiceBGPStatus writer takes what this node announces.
+    status: tokio::sync::watch::Sender<Arc<StatusInput>>,
     responder: Layer2Responder,
     /// The BGP sessions (taken on shutdown).
     bgp: Option<BgpSpeaker>,
@@ -640,15 +655,15 @@ impl Speaker {
     /// Computes what this node must announce and applies the difference:
     /// BGP as soon as a config is known, layer 2 once the first join is done.
     async fn announce(&mut self) {
+        let live = if self.first_join_done {
+            self.live().await
+        } else {
+            LiveMembers::new()
+        };
         let desired = match self.config.clone() {
             None => Desired::default(),
             Some(config) => {
-                let live = if self.first_join_done {
-                    self.live().await
-                } else {
-                    LiveMembers::new()
-                };
-                let snap = self.snapshot(config, live);
+                let snap = self.snapshot(config, live.clone());
                 // Before the first join this node would see itself alone and
                 // claim every address: layer 2 waits, BGP (no election) does not.
                 let layer2 = if self.first_join_done {
@@ -665,11 +680,42 @@ impl Speaker {
             }
         };
         if self.first_join_done {
-            self.metrics.set_ready(true);
+            self.metrics.exporter.set_ready(true);
         }
         if desired != self.current {
             self.apply(desired);
         }
+        self.report_status(live);
+    }
+
+    /// Hands the status writer the objects this node should have now.
+    fn report_status(&self, live: LiveMembers) {
+        let interfaces: BTreeSet<String> = self.links.iter().map(|l| l.name.clone()).collect();
+        let desired = crate::status::desired_objects(&self.current, &interfaces);
+        let uids = desired
+            .keys()
+            .filter_map(|(_, service)| {
+                let record = self
+                    .stores
+                    .services
+                    .get(&(service.namespace.clone(), service.name.clone()))?;
+                Some((service.clone(), record.uid.clone()?))
+            })
+            .collect();
+        let input = StatusInput {
+            desired,
+            uids,
+            live,
+        };
+        // Wake the writer only when something changed.
+        self.status.send_if_modified(|old| {
+            if **old == input {
+                false
+            } else {
+                *old = Arc::new(input);
+                true
+            }
+        });
     }
 
     /// Queues one `nodeAssigned` Event per Service in `services`.
@@ -737,7 +783,7 @@ impl Speaker {
     /// instead of a failure-detection timeout.
     async fn hand_over(&mut self) {
         let started = Instant::now();
-        self.metrics.set_ready(false);
+        self.metrics.exporter.set_ready(false);
         if let Some(bgp) = self.bgp.take() {
             bgp.shutdown().await;
             tracing::info!(elapsed = ?started.elapsed(), "BGP sessions closed");
@@ -753,6 +799,24 @@ impl Speaker {
         }
         tracing::info!(elapsed = ?started.elapsed(), "left the speaker cluster");
     }
+}
+
+/// The BGP speaker; a peer's BFD failure records a Warning Event on the node.
+fn bgp_speaker(
+    metrics: crate::bgp::BgpMetrics,
+    events: &EventSink,
+    node: &str,
+    nodes: Store<Node>,
+) -> BgpSpeaker {
+    let mut bgp = BgpSpeaker::new(metrics);
+    let (sink, node) = (events.clone(), node.to_string());
+    bgp.on_bfd_down(Arc::new(move |down: &crate::bfd::manager::BfdDown| {
+        let uid = nodes
+            .get(&kube::runtime::reflector::ObjectRef::new(&node))
+            .and_then(|n| n.metadata.uid.clone());
+        sink.bfd_down(&node, uid, down.note());
+    }));
+    bgp
 }
 
 /// Moves the `metallb_speaker_announced` series of the BGP part from

@@ -55,6 +55,9 @@ pub struct ServiceView {
     pub key: ServiceKey,
     /// `status.loadBalancer.ingress[].ip`, in status order; the first is the election key.
     pub ips: Vec<IpAddr>,
+    /// `spec.externalIPs` to announce as well (the Service asked for it;
+    /// none of them in `ips`); the election key when `ips` is empty.
+    pub external_ips: Vec<IpAddr>,
     /// `spec.externalTrafficPolicy`.
     pub traffic_policy: TrafficPolicy,
     /// The endpoints of all the Service's EndpointSlices.
@@ -62,6 +65,23 @@ pub struct ServiceView {
 }
 
 impl ServiceView {
+    /// Every address to announce: the status IPs, then the external ones.
+    pub fn addresses(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        self.ips.iter().chain(&self.external_ips).copied()
+    }
+
+    /// Whether `ip` is one of the external IPs (announced only by
+    /// advertisements that allow it).
+    pub fn is_external(&self, ip: IpAddr) -> bool {
+        !self.ips.contains(&ip) && self.external_ips.contains(&ip)
+    }
+
+    /// The address whose hash orders the nodes: the first status IP, else
+    /// the first external one, so that all of a Service's addresses move together.
+    pub fn election_key(&self) -> Option<IpAddr> {
+        self.ips.first().or(self.external_ips.first()).copied()
+    }
+
     /// Whether any endpoint anywhere is ready.
     pub fn has_ready_endpoint(&self) -> bool {
         self.endpoints.iter().any(Endpoint::is_ready)
@@ -117,13 +137,18 @@ pub fn election_rank(node: &str, key: IpAddr) -> [u8; 32] {
     hasher.finalize().into()
 }
 
-/// The L2Advertisements that select the pool holding `ip`.
-fn advertisements_for(config: &Config, ip: IpAddr) -> Result<Vec<&L2Advertisement>, NotAnnounced> {
+/// The L2Advertisements that announce `ip` (in the pool holding it; an
+/// `external` IP only where they allow it).
+fn advertisements_for(
+    config: &Config,
+    ip: IpAddr,
+    external: bool,
+) -> Result<Vec<&L2Advertisement>, NotAnnounced> {
     let pool = config.pool_of(ip).ok_or(NotAnnounced::NoPool(ip))?;
     let ads: Vec<_> = config
         .l2_advertisements
         .iter()
-        .filter(|a| a.pools.contains(&pool.name))
+        .filter(|a| a.announces(&pool.name, external))
         .collect();
     if ads.is_empty() {
         return Err(NotAnnounced::NotLayer2(pool.name.clone()));
@@ -157,7 +182,7 @@ pub fn candidates<'s>(
     service: &ServiceView,
     ip: IpAddr,
 ) -> Result<Vec<&'s str>, NotAnnounced> {
-    let ads = advertisements_for(&snapshot.config, ip)?;
+    let ads = advertisements_for(&snapshot.config, ip, service.is_external(ip))?;
     if !service.has_ready_endpoint() {
         return Err(NotAnnounced::NoReadyEndpoint);
     }
@@ -175,7 +200,7 @@ pub fn layer2_winner<'s>(
     service: &ServiceView,
     ip: IpAddr,
 ) -> Result<&'s str, NotAnnounced> {
-    let key = *service.ips.first().ok_or(NotAnnounced::NoAddress)?;
+    let key = service.election_key().ok_or(NotAnnounced::NoAddress)?;
     candidates(snapshot, service, ip)?
         .into_iter()
         // Ties are impossible in practice; the name keeps the order total anyway.
@@ -185,9 +210,9 @@ pub fn layer2_winner<'s>(
 
 /// Where `node` announces `ip`: the union of the `interfaces` of the
 /// advertisements that select the address's pool and match the node.
-fn interfaces_for(snapshot: &Snapshot, node: &str, ip: IpAddr) -> Interfaces {
+fn interfaces_for(snapshot: &Snapshot, node: &str, ip: IpAddr, external: bool) -> Interfaces {
     let labels = snapshot.nodes.get(node);
-    let matching = advertisements_for(&snapshot.config, ip)
+    let matching = advertisements_for(&snapshot.config, ip, external)
         .unwrap_or_default()
         .into_iter()
         .filter(|a| labels.is_some_and(|l| any_selector_matches(&a.node_selectors, l)));
@@ -211,12 +236,12 @@ fn interfaces_for(snapshot: &Snapshot, node: &str, ip: IpAddr) -> Interfaces {
 pub fn desired_for_node(node: &str, snapshot: &Snapshot) -> Desired {
     let mut desired = Desired::default();
     for service in &snapshot.services {
-        for &ip in &service.ips {
+        for ip in service.addresses() {
             match layer2_winner(snapshot, service, ip) {
                 Ok(winner) if winner == node => {
                     let entry = desired.layer2.entry(ServiceIp::new(ip)).or_insert_with(|| {
                         Layer2Announcement {
-                            interfaces: interfaces_for(snapshot, node, ip),
+                            interfaces: interfaces_for(snapshot, node, ip, service.is_external(ip)),
                             services: BTreeSet::new(),
                         }
                     });
@@ -277,6 +302,7 @@ pub(crate) mod fixtures {
         ServiceView {
             key: ServiceKey::new("default", name),
             ips: ips.iter().map(|s| s.parse().unwrap()).collect(),
+            external_ips: Vec::new(),
             traffic_policy: policy,
             endpoints,
         }
@@ -303,6 +329,7 @@ mod tests {
             pools: pools.iter().map(|s| s.to_string()).collect(),
             node_selectors: selectors,
             interfaces: ifs.iter().map(|s| s.to_string()).collect(),
+            external_ips: false,
         }
     }
 
@@ -659,6 +686,130 @@ mod tests {
                 2,
                 "the winner announces both families"
             );
+        }
+    }
+
+    #[test]
+    fn external_ips_are_announced_only_where_an_advertisement_allows_them() {
+        let with_external = |status: &[&str], external: &[&str], policy, endpoints| {
+            let mut svc = service("ext", status, policy, endpoints);
+            svc.external_ips = external.iter().map(|s| s.parse().unwrap()).collect();
+            svc
+        };
+        let allow =
+            |s: &mut Snapshot| set_config(s, |c| c.l2_advertisements[0].external_ips = true);
+        let announced_by = |snap: &Snapshot| -> BTreeMap<String, Vec<String>> {
+            ["n1", "n2", "n3"]
+                .into_iter()
+                .map(|n| {
+                    let ips = desired_for_node(n, snap)
+                        .layer2
+                        .keys()
+                        .map(|ip| ip.to_string())
+                        .collect();
+                    (n.to_string(), ips)
+                })
+                .filter(|(_, ips): &(String, Vec<String>)| !ips.is_empty())
+                .collect()
+        };
+        struct Ext {
+            rule: &'static str,
+            allowed: bool,
+            service: ServiceView,
+            /// (election key, addresses its winner announces); None: nobody announces.
+            want: Option<(&'static str, Vec<&'static str>)>,
+        }
+        let cases = vec![
+            Ext {
+                rule: "off_by_default_in_the_advertisement",
+                allowed: false,
+                service: with_external(
+                    &[],
+                    &["10.0.0.20"],
+                    TrafficPolicy::Cluster,
+                    everyone_ready(),
+                ),
+                want: None,
+            },
+            Ext {
+                rule: "an_allowed_external_ip_is_elected_by_its_own_hash",
+                allowed: true,
+                service: with_external(
+                    &[],
+                    &["10.0.0.20"],
+                    TrafficPolicy::Cluster,
+                    everyone_ready(),
+                ),
+                want: Some(("10.0.0.20", vec!["10.0.0.20"])),
+            },
+            Ext {
+                rule: "with_a_status_ip_the_external_one_follows_it",
+                allowed: true,
+                service: with_external(
+                    &["10.0.0.5"],
+                    &["10.0.0.20"],
+                    TrafficPolicy::Cluster,
+                    everyone_ready(),
+                ),
+                want: Some(("10.0.0.5", vec!["10.0.0.5", "10.0.0.20"])),
+            },
+            Ext {
+                rule: "a_disallowed_external_ip_does_not_stop_the_status_ip",
+                allowed: false,
+                service: with_external(
+                    &["10.0.0.5"],
+                    &["10.0.0.20"],
+                    TrafficPolicy::Cluster,
+                    everyone_ready(),
+                ),
+                want: Some(("10.0.0.5", vec!["10.0.0.5"])),
+            },
+            Ext {
+                rule: "an_external_ip_outside_every_pool_is_not_announced",
+                allowed: true,
+                service: with_external(
+                    &[],
+                    &["172.16.0.1"],
+                    TrafficPolicy::Cluster,
+                    everyone_ready(),
+                ),
+                want: None,
+            },
+            Ext {
+                rule: "local_policy_holds_for_external_ips",
+                allowed: true,
+                service: with_external(
+                    &[],
+                    &["10.0.0.20"],
+                    TrafficPolicy::Local,
+                    vec![ready_on("n2")],
+                ),
+                want: Some(("10.0.0.20", vec!["10.0.0.20"])),
+            },
+        ];
+        for case in cases {
+            let mut snap = base();
+            if case.allowed {
+                allow(&mut snap);
+            }
+            let local = case.service.traffic_policy == TrafficPolicy::Local;
+            snap.services = vec![case.service];
+            let got = announced_by(&snap);
+            match case.want {
+                None => assert!(got.is_empty(), "{}: {got:?}", case.rule),
+                Some((key, ips)) => {
+                    let winner = if local {
+                        "n2".to_string()
+                    } else {
+                        expected_min(&["n1", "n2", "n3"], key)
+                    };
+                    let want = BTreeMap::from([(
+                        winner,
+                        ips.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+                    )]);
+                    assert_eq!(got, want, "{}", case.rule);
+                }
+            }
         }
     }
 

@@ -14,8 +14,6 @@ pub mod daemon;
 pub mod election;
 pub mod k8s;
 pub mod layer2;
-// The controller's file: one logging set-up for both daemons.
-#[path = "../../controller/src/logging.rs"]
-pub mod logging;
 pub mod membership;
 pub mod metrics;
+pub mod status;

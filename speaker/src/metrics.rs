@@ -1,21 +1,16 @@
 //! The speaker's Prometheus metrics (SPEC A8 names, compatible with
-//! existing MetalLB dashboards) and its HTTP endpoints on port 7472.
+//! existing MetalLB dashboards), served by the shell's endpoint
+//! ([`ferrolb_shell::serve`]) on port 7472.
 //!
 //! prometheus-client appends `_total` to every counter name, which would
 //! rename MetalLB's `metallb_layer2_requests_received` and friends; they are
 //! therefore exported as monotonic gauges under their exact names (`rate()`
 //! works the same on them).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 
-use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
-use axum::routing::get;
-
+use ferrolb_shell::serve::{ConfigGauges, Exporter};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -147,11 +142,13 @@ impl AnnouncedMetric {
     }
 }
 
-/// Every metric the speaker exports, the registry holding them, and the
-/// readiness flag `/readyz` reports.
+/// Every metric the speaker exports, and the exporter serving them with the
+/// readiness `/readyz` reports (ready: the first sync is done and the
+/// speaker is a member).
 #[derive(Debug)]
 pub struct SpeakerMetrics {
-    registry: Registry,
+    /// The registry and the readiness flag.
+    pub exporter: Arc<Exporter>,
     /// The layer-2 responder's counters.
     pub layer2: Layer2Metrics,
     /// `metallb_speaker_announced`.
@@ -164,7 +161,8 @@ pub struct SpeakerMetrics {
     pub members: Gauge,
     /// The BGP sessions' metrics (`metallb_bgp_*`).
     pub bgp: crate::bgp::BgpMetrics,
-    ready: AtomicBool,
+    /// The status object writer's metrics.
+    pub status: crate::k8s::status::StatusMetrics,
 }
 
 impl Default for SpeakerMetrics {
@@ -179,83 +177,28 @@ impl SpeakerMetrics {
         let mut registry = Registry::default();
         let layer2 = Layer2Metrics::register(&mut registry);
         let announced = AnnouncedMetric::register(&mut registry);
-        let config_loaded = Gauge::default();
-        let config_stale = Gauge::default();
         let members = Gauge::default();
         let bgp = crate::bgp::BgpMetrics::register(&mut registry);
-        registry.register(
-            "metallb_k8s_client_config_loaded_bool",
-            "1 if a valid config has been loaded",
-            config_loaded.clone(),
-        );
-        registry.register(
-            "metallb_k8s_client_config_stale_bool",
-            "1 if the config in force is stale (the newest one was refused)",
-            config_stale.clone(),
-        );
+        let status = crate::k8s::status::StatusMetrics::register(&mut registry);
+        let ConfigGauges {
+            loaded: config_loaded,
+            stale: config_stale,
+        } = ConfigGauges::register(&mut registry);
         registry.register(
             "ferrolb_speaker_members",
             "Live members of the speaker cluster seen by this speaker",
             members.clone(),
         );
         Self {
-            registry,
+            exporter: Arc::new(Exporter::new(registry, "not ready")),
             layer2,
             announced,
             config_loaded,
             config_stale,
             members,
             bgp,
-            ready: AtomicBool::new(false),
+            status,
         }
-    }
-
-    /// Marks the speaker ready (or not) for `/readyz`.
-    pub fn set_ready(&self, ready: bool) {
-        self.ready.store(ready, Ordering::Relaxed);
-    }
-
-    /// Whether `/readyz` answers 200.
-    pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed)
-    }
-
-    /// The OpenMetrics text of every metric.
-    pub fn encode(&self) -> String {
-        let mut out = String::new();
-        // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
-        out
-    }
-}
-
-/// Serves `/metrics`, `/healthz` (the process is alive) and `/readyz` (the
-/// first sync is done and the speaker is a member) until the task is dropped.
-pub async fn serve(addr: SocketAddr, metrics: Arc<SpeakerMetrics>) -> std::io::Result<()> {
-    let app = Router::new()
-        .route("/metrics", get(metrics_handler))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(ready_handler))
-        .with_state(metrics);
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    axum::serve(listener, app).await
-}
-
-async fn metrics_handler(State(m): State<Arc<SpeakerMetrics>>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        m.encode(),
-    )
-}
-
-async fn ready_handler(State(m): State<Arc<SpeakerMetrics>>) -> impl IntoResponse {
-    if m.is_ready() {
-        (StatusCode::OK, "ok")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready")
     }
 }
 
@@ -329,7 +272,7 @@ mod tests {
             peer: "192.168.4.201:179".into(),
         };
         m.bgp.record(&peer, true, 3, 1);
-        let text = m.encode();
+        let text = m.exporter.encode();
         for line in [
             "metallb_bgp_session_up{peer=\"192.168.4.201:179\"} 1",
             "metallb_bgp_announced_prefixes_total{peer=\"192.168.4.201:179\"} 3",

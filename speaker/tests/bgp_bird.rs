@@ -304,6 +304,7 @@ fn peer(name: &str, source: &str, address: &str, my_asn: u32, hold_secs: u64) ->
         password: None,
         ebgp_multihop: false,
         bfd_profile: None,
+        graceful_restart: false,
     }
 }
 
@@ -333,6 +334,7 @@ fn config(peers: Vec<Peer>) -> Config {
             communities: vec![Community::Standard(64512, 7), Community::Large(1, 2, 3)],
             node_selectors: vec![],
             peers: vec![],
+            external_ips: false,
         }],
         peers,
         ..Config::default()
@@ -352,6 +354,7 @@ fn desired(config: &Arc<Config>, ips: &[&str]) -> BgpDesired {
             .map(|(i, ip)| ServiceView {
                 key: ServiceKey::new("default", format!("svc-{i}")),
                 ips: vec![ip.parse::<IpAddr>().unwrap()],
+                external_ips: vec![],
                 traffic_policy: TrafficPolicy::Local,
                 endpoints: vec![Endpoint {
                     node_name: Some(NODE.into()),

@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 pub mod convert;
 pub mod crds;
 pub mod plan;
+pub mod status;
 pub mod validate;
 
 /// `ferrolb`: check and convert MetalLB-compatible configuration offline.
@@ -22,14 +23,8 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// `--version`: the crate version and the git commit it was built from
-/// (`unknown` when built without git).
-pub const VERSION: &str = concat!(
-    env!("CARGO_PKG_VERSION"),
-    " (commit ",
-    env!("FERROLB_GIT_COMMIT"),
-    ")"
-);
+/// `--version`: the workspace version and the git commit (the shell's).
+pub use ferrolb_shell::startup::VERSION;
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
@@ -42,6 +37,8 @@ pub enum Command {
     Crds(crds::Args),
     /// Show which IPs Services would get under a config, or why not (offline, same allocator as the controller).
     Plan(plan::Args),
+    /// Show each LoadBalancer Service's IPs, pool and announcing nodes, or why it has none (reads the cluster; exit 1 when some is not announced).
+    Status(status::Args),
 }
 
 impl Command {
@@ -52,6 +49,7 @@ impl Command {
             Command::Convert(args) => convert::run(&args, io),
             Command::Crds(args) => crds::run(&args, io),
             Command::Plan(args) => plan::run(&args, io),
+            Command::Status(args) => status::run(&args, io),
         }
     }
 }
@@ -71,6 +69,8 @@ pub enum Exit {
     Refused,
     /// `validate`: valid, but with a warning (a ConfigMap the controller does not read).
     Warning,
+    /// `status`: some Service shown has no IP or no announcer (or a BGP session is down).
+    Unannounced,
 }
 
 impl Exit {
@@ -78,7 +78,7 @@ impl Exit {
     pub fn code(self) -> u8 {
         match self {
             Exit::Ok => 0,
-            Exit::Invalid => 1,
+            Exit::Invalid | Exit::Unannounced => 1,
             Exit::Usage => 2,
             Exit::NoIp | Exit::Warning => 3,
             Exit::Refused => 4,

@@ -32,7 +32,8 @@ pub struct Args {
     pub name: String,
 }
 
-/// Print `ok: N pools, M peers` (exit 0, or 3 with a warning) or every error (exit 1).
+/// Print `ok: N pools, M peers` (and the BFD profiles and graceful restart
+/// when used; see [`summary`]) (exit 0, or 3 with a warning) or every error (exit 1).
 pub fn run(args: &Args, io: &mut Io<'_>) -> Exit {
     let inputs = match read_inputs(&args.files, io.stdin) {
         Ok(inputs) => inputs,
@@ -72,11 +73,7 @@ pub fn run(args: &Args, io: &mut Io<'_>) -> Exit {
         }
     }
     match result {
-        Ok(config) => match io.out(&format!(
-            "ok: {} pools, {} peers\n",
-            config.pools.len(),
-            config.peers.len()
-        )) {
+        Ok(config) => match io.out(&format!("{}\n", summary(&config))) {
             Exit::Ok if !warnings.is_empty() => Exit::Warning,
             other => other,
         },
@@ -122,4 +119,48 @@ fn configmap_item(path: &str) -> bool {
     ["address-pools", "peers", "bgp-communities", "bfd-profiles"]
         .iter()
         .any(|key| path.starts_with(key))
+}
+/// `ok: N pools, M peers`, then, when the config has them, the BFD
+/// profiles with the peers using each and the peers with graceful restart:
+/// `ok: 1 pools, 2 peers, 1 BFD profiles (fast: peer0, peer1), graceful restart: peer0`.
+pub fn summary(config: &ferrolb_config::model::Config) -> String {
+    let mut out = format!(
+        "ok: {} pools, {} peers",
+        config.pools.len(),
+        config.peers.len()
+    );
+    if !config.bfd_profiles.is_empty() {
+        let profiles: Vec<String> = config
+            .bfd_profiles
+            .iter()
+            .map(|b| {
+                let users: Vec<&str> = config
+                    .peers
+                    .iter()
+                    .filter(|p| p.bfd_profile.as_deref() == Some(b.name.as_str()))
+                    .map(|p| p.name.as_str())
+                    .collect();
+                if users.is_empty() {
+                    format!("{}: unused", b.name)
+                } else {
+                    format!("{}: {}", b.name, users.join(", "))
+                }
+            })
+            .collect();
+        out.push_str(&format!(
+            ", {} BFD profiles ({})",
+            config.bfd_profiles.len(),
+            profiles.join("; ")
+        ));
+    }
+    let restarting: Vec<&str> = config
+        .peers
+        .iter()
+        .filter(|p| p.graceful_restart)
+        .map(|p| p.name.as_str())
+        .collect();
+    if !restarting.is_empty() {
+        out.push_str(&format!(", graceful restart: {}", restarting.join(", ")));
+    }
+    out
 }

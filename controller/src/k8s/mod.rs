@@ -5,3 +5,4 @@ pub mod events;
 pub mod secret;
 pub mod status;
 pub mod watch;
+pub mod webhook_config;

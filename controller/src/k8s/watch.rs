@@ -1,16 +1,16 @@
-//! Watchers: one reflector per kind the controller reads. They keep the local
-//! stores current and send a small [`Change`] note to the reconcile loop; they
-//! decide nothing themselves.
+//! Watchers: one reflector per kind the controller reads (the loop itself is
+//! the shell's, [`ferrolb_shell::watch`]). They keep the local stores current
+//! and send a small [`Change`] note to the reconcile loop; they decide
+//! nothing themselves.
 
 use std::fmt::Debug;
 use std::hash::Hash;
 
-use futures::StreamExt;
+use ferrolb_shell::watch::{self, Seen};
 use kube::Resource;
 use kube::api::Api;
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::watcher::{self, Event};
-use kube::runtime::{WatchStreamExt, reflector::store::Writer};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -44,8 +44,9 @@ pub enum Change {
 }
 
 /// Start a reflector over `api` with `config`, returning its store. Every
-/// object touched is reported through `note`, every (re)list and absence as
-/// [`Change::Synced`] / [`Change::Absent`].
+/// object touched (and every object of a re-list) is reported through
+/// `note`, every (re)list and absence as [`Change::Synced`] /
+/// [`Change::Absent`].
 pub fn spawn<K>(
     api: Api<K>,
     config: watcher::Config,
@@ -57,65 +58,15 @@ where
     K: Resource + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
     K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
 {
-    let (store, writer): (Store<K>, Writer<K>) = reflector::store();
-    tokio::spawn(async move {
-        let mut stream = watcher::watcher(api, config)
-            .default_backoff()
-            // managedFields are never read and can be most of an object's size.
-            .modify(|o: &mut K| {
-                o.meta_mut().managed_fields = None;
-            })
-            .reflect(writer)
-            .boxed();
-        let mut absent = false;
-        while let Some(item) = stream.next().await {
-            let change = match item {
-                Ok(Event::Apply(o)) | Ok(Event::Delete(o)) | Ok(Event::InitApply(o)) => {
-                    Some(note(&o, source))
-                }
-                Ok(Event::Init) => None,
-                Ok(Event::InitDone) => {
-                    absent = false;
-                    Some(Change::Synced(source))
-                }
-                Err(e) => {
-                    if is_not_found(&e) {
-                        // Report absence once per outage, not on every backoff retry.
-                        if absent {
-                            None
-                        } else {
-                            absent = true;
-                            tracing::info!(
-                                ?source,
-                                "resource not served by the API server; treated as empty"
-                            );
-                            Some(Change::Absent(source))
-                        }
-                    } else {
-                        tracing::warn!(?source, error = %e, "watch failed; retrying with backoff");
-                        None
-                    }
-                }
-            };
-            if let Some(change) = change
-                && tx.send(change).is_err()
-            {
-                break;
-            }
-        }
-    });
-    store
-}
-
-/// A 404 on list or watch: the kind (a CRD) is not installed.
-fn is_not_found(e: &watcher::Error) -> bool {
-    match e {
-        watcher::Error::InitialListFailed(kube::Error::Api(s))
-        | watcher::Error::WatchStartFailed(kube::Error::Api(s))
-        | watcher::Error::WatchFailed(kube::Error::Api(s)) => s.code == 404,
-        watcher::Error::WatchError(s) => s.code == 404,
-        _ => false,
-    }
+    // managedFields are never read and can be most of an object's size.
+    let trim = |o: &mut K| o.meta_mut().managed_fields = None;
+    watch::spawn(api, config, source, tx, trim, move |seen| {
+        Some(match seen {
+            Seen::Changed(o) | Seen::Listed(o) => note(o, source),
+            Seen::Synced => Change::Synced(source),
+            Seen::Absent => Change::Absent(source),
+        })
+    })
 }
 
 /// The note for a Service: its key.

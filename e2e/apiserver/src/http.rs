@@ -10,6 +10,7 @@ use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use crate::admission;
 use crate::auth;
 use crate::discovery;
 use crate::events;
@@ -139,10 +140,10 @@ async fn route(
         ["api", "v1"] if read_only => discovery_list(shared, "", "v1"),
         ["apis", group, version] if read_only => discovery_list(shared, group, version),
         ["api", "v1", rest @ ..] if !rest.is_empty() => {
-            resource(shared, method, "", "v1", rest, query, headers, body)
+            resource(shared, method, "", "v1", rest, query, headers, body).await
         }
         ["apis", group, version, rest @ ..] if !rest.is_empty() => {
-            resource(shared, method, group, version, rest, query, headers, body)
+            resource(shared, method, group, version, rest, query, headers, body).await
         }
         _ => error_response(&ApiError::no_such_path()),
     }
@@ -281,7 +282,7 @@ fn parse_json(body: &Bytes) -> Result<Value, ApiError> {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn resource(
+async fn resource(
     shared: &Arc<Shared>,
     method: &Method,
     group: &str,
@@ -291,14 +292,14 @@ fn resource(
     headers: &HeaderMap,
     body: Bytes,
 ) -> Response {
-    match resource_inner(shared, method, group, version, rest, query, headers, body) {
+    match resource_inner(shared, method, group, version, rest, query, headers, body).await {
         Ok(r) => r,
         Err(e) => error_response(&e),
     }
 }
 
 #[allow(clippy::too_many_arguments)]
-fn resource_inner(
+async fn resource_inner(
     shared: &Arc<Shared>,
     method: &Method,
     group: &str,
@@ -334,14 +335,12 @@ fn resource_inner(
             Ok(json_response(200, &obj))
         }
         (&Method::POST, None) => {
-            let obj = parse_json(&body)?;
-            let w = verbs::create(&mut shared.lock(), &t.kind, ns, obj, &opts)?;
-            Ok(json_response(w.code, &w.object))
+            let write = Write::Create(parse_json(&body)?);
+            written(shared, &t, &write, headers, &opts).await
         }
         (&Method::PUT, Some(name)) => {
-            let obj = parse_json(&body)?;
-            let w = verbs::update(&mut shared.lock(), &t.kind, ns, name, obj, t.sub, &opts)?;
-            Ok(json_response(w.code, &w.object))
+            let write = Write::Update(name.to_string(), parse_json(&body)?);
+            written(shared, &t, &write, headers, &opts).await
         }
         (&Method::PATCH, Some(name)) => {
             let content_type = headers
@@ -358,8 +357,8 @@ fn resource_inner(
                 patch_type,
                 body: doc,
             };
-            let w = verbs::patch(&mut shared.lock(), &t.kind, ns, name, req, t.sub, &opts)?;
-            Ok(json_response(w.code, &w.object))
+            let write = Write::Patch(name.to_string(), req);
+            written(shared, &t, &write, headers, &opts).await
         }
         (&Method::DELETE, Some(name)) => {
             let (pre, dry_run) = delete_options(&body)?;
@@ -367,8 +366,8 @@ fn resource_inner(
                 dry_run: opts.dry_run || dry_run,
                 ..opts
             };
-            let w = verbs::delete(&mut shared.lock(), &t.kind, ns, name, &pre, &opts)?;
-            Ok(json_response(w.code, &w.object))
+            let write = Write::Delete(name.to_string(), pre);
+            written(shared, &t, &write, headers, &opts).await
         }
         (&Method::DELETE, None) => {
             let params = list_params(&t.kind, query)?;
@@ -386,6 +385,131 @@ fn resource_inner(
             ))
         }
         (m, _) => Err(ApiError::method_not_allowed(m.as_str())),
+    }
+}
+
+/// A write to one object, run once as a dry run for its webhooks and then for real.
+enum Write {
+    Create(Value),
+    Update(String, Value),
+    Patch(String, PatchRequest),
+    Delete(String, DeletePreconditions),
+}
+
+impl Write {
+    fn name(&self) -> Option<&str> {
+        match self {
+            Write::Create(_) => None,
+            Write::Update(n, _) | Write::Patch(n, _) | Write::Delete(n, _) => Some(n),
+        }
+    }
+
+    fn run(
+        &self,
+        state: &mut verbs::State,
+        t: &Target,
+        opts: &WriteOptions,
+    ) -> Result<verbs::Written, ApiError> {
+        let ns = t.namespace.as_deref();
+        match self {
+            Write::Create(obj) => verbs::create(state, &t.kind, ns, obj.clone(), opts),
+            Write::Update(name, obj) => {
+                verbs::update(state, &t.kind, ns, name, obj.clone(), t.sub, opts)
+            }
+            Write::Patch(name, req) => {
+                verbs::patch(state, &t.kind, ns, name, req.clone(), t.sub, opts)
+            }
+            Write::Delete(name, pre) => verbs::delete(state, &t.kind, ns, name, pre, opts),
+        }
+    }
+}
+
+/// Validating admission (after the object's own validation, as on the real server: the dry run
+/// answers first), then the write.
+async fn written(
+    shared: &Arc<Shared>,
+    t: &Target,
+    write: &Write,
+    headers: &HeaderMap,
+    opts: &WriteOptions,
+) -> Result<Response, ApiError> {
+    if t.sub == Sub::Main
+        && let Some(refused) = admit(shared, t, write, headers, opts).await?
+    {
+        return Ok(refused);
+    }
+    let w = write.run(&mut shared.lock(), t, opts)?;
+    Ok(json_response(w.code, &w.object))
+}
+
+/// The webhooks' answer: `Some(response)` when one refused the write.
+async fn admit(
+    shared: &Arc<Shared>,
+    t: &Target,
+    write: &Write,
+    headers: &HeaderMap,
+    opts: &WriteOptions,
+) -> Result<Option<Response>, ApiError> {
+    let (hooks, attrs) = {
+        let mut state = shared.lock();
+        let operations: &[admission::Operation] = match write {
+            Write::Create(_) => &[admission::Operation::Create],
+            Write::Delete(..) => &[admission::Operation::Delete],
+            Write::Update(..) | Write::Patch(..) => {
+                &[admission::Operation::Create, admission::Operation::Update]
+            }
+        };
+        if !admission::may_match(&state, &t.kind, operations) {
+            return Ok(None);
+        }
+        let ns = t.namespace.as_deref();
+        let old = write
+            .name()
+            .and_then(|name| verbs::get(&state, &t.kind, ns, name).ok());
+        let (operation, object) = match (write, &old) {
+            // Not found: the delete itself answers 404.
+            (Write::Delete(..), None) => return Ok(None),
+            (Write::Delete(..), Some(_)) => (admission::Operation::Delete, None),
+            _ => {
+                let dry = WriteOptions {
+                    dry_run: true,
+                    ..opts.clone()
+                };
+                let proposed = write.run(&mut state, t, &dry)?.object;
+                let op = if old.is_some() {
+                    admission::Operation::Update
+                } else {
+                    admission::Operation::Create
+                };
+                (op, Some(proposed))
+            }
+        };
+        let name = object
+            .as_ref()
+            .or(old.as_ref())
+            .map(|o| crate::meta::name_of(o).to_string())
+            .unwrap_or_default();
+        let user = auth::authenticate(&state, headers)?
+            .map(|u| (u.name, u.groups))
+            .unwrap_or_else(admission::admin);
+        let attrs = admission::Attributes {
+            operation,
+            kind: t.kind.clone(),
+            namespace: ns.unwrap_or_default().to_string(),
+            name,
+            object,
+            old_object: old,
+            dry_run: opts.dry_run,
+            user,
+        };
+        (admission::matching(&state, &attrs), attrs)
+    };
+    if hooks.is_empty() {
+        return Ok(None);
+    }
+    match admission::dispatch(hooks, &attrs).await {
+        Ok(()) => Ok(None),
+        Err(refusal) => Ok(Some(json_response(refusal.code, &refusal.status))),
     }
 }
 

@@ -395,6 +395,19 @@ const BUILTINS: &[Builtin] = &[
         create_on_update: false,
         fields: &[],
     },
+    // Called on writes of the resources their rules match (see `admission`).
+    Builtin {
+        group: "admissionregistration.k8s.io",
+        version: "v1",
+        plural: "validatingwebhookconfigurations",
+        kind: "ValidatingWebhookConfiguration",
+        namespaced: false,
+        status: false,
+        short: &[],
+        behaviour: Behaviour::Plain,
+        create_on_update: false,
+        fields: &[],
+    },
 ];
 
 /// The set of kinds served right now; CRDs add and remove entries.

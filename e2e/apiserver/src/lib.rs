@@ -9,6 +9,7 @@
 //! [`spawn`] or [`serve`], or as the `ferrolb-test-apiserver` binary. With a state file
 //! ([`ServerConfig::state_file`]) its objects survive a restart, as a real server's do in etcd.
 
+mod admission;
 mod allocator;
 mod apply;
 mod auth;

@@ -874,7 +874,7 @@ fn commit_update(
 }
 
 /// The parsed body of a patch request.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct PatchRequest {
     /// Patch type from Content-Type.
     pub patch_type: PatchType,
@@ -1200,7 +1200,86 @@ fn finish_delete(
         }
         _ => {}
     }
+    collect_garbage(state, &gone);
     (*gone).clone()
+}
+
+/// The garbage collector's cascade, as kube-controller-manager runs it for
+/// a delete with the default (background) propagation: an object whose
+/// `ownerReferences` name only owners that no longer exist is deleted too,
+/// and so on down. The real collector does it asynchronously (after its
+/// next discovery of a new kind, up to 30 s); here it happens at once. A
+/// dependent with finalizers is only marked deleting, and one that keeps a
+/// live owner stays (the real collector would also drop the dangling reference).
+fn collect_garbage(state: &mut State, owner: &Value) {
+    let Some(uid) = meta::meta_str(owner, "uid").map(str::to_string) else {
+        return;
+    };
+    // An owner's dependents live in its namespace (cluster-scoped owners: anywhere).
+    let namespace = meta::meta_str(owner, "namespace").map(str::to_string);
+    let owners_of = |obj: &Value| -> Vec<String> {
+        obj["metadata"]["ownerReferences"]
+            .as_array()
+            .map(|refs| {
+                refs.iter()
+                    .filter_map(|r| r["uid"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut dependents = Vec::new();
+    for storage in state.store.storages() {
+        for k in state.store.keys_in(&storage, namespace.as_deref()) {
+            if let Some(obj) = state.store.get(&storage, &k)
+                && owners_of(&obj).contains(&uid)
+            {
+                dependents.push((storage.clone(), k, obj));
+            }
+        }
+    }
+    for (storage, key, obj) in dependents {
+        let others_live = owners_of(&obj)
+            .iter()
+            .any(|o| *o != uid && uid_exists(state, o));
+        let Some(kind) = state
+            .registry
+            .all()
+            .iter()
+            .find(|k| k.storage == storage)
+            .cloned()
+        else {
+            continue;
+        };
+        if others_live || obj["metadata"].get("deletionTimestamp").is_some() {
+            continue;
+        }
+        let mut last = (*obj).clone();
+        let rv = state.store.next_rv();
+        stamp_rv(&mut last, rv);
+        if last["metadata"]["finalizers"]
+            .as_array()
+            .is_some_and(|f| !f.is_empty())
+        {
+            let md = meta::metadata_mut(&mut last);
+            md.insert("deletionTimestamp".into(), json!(meta::now_rfc3339()));
+            md.insert("deletionGracePeriodSeconds".into(), json!(0));
+            state.store.put(&storage, key, rv, last);
+        } else {
+            finish_delete(state, &kind, &key, last, rv);
+        }
+    }
+}
+
+/// Whether any stored object has this uid.
+fn uid_exists(state: &State, uid: &str) -> bool {
+    state.store.storages().iter().any(|storage| {
+        state.store.keys_in(storage, None).iter().any(|k| {
+            state
+                .store
+                .get(storage, k)
+                .is_some_and(|o| meta::meta_str(&o, "uid") == Some(uid))
+        })
+    })
 }
 
 /// deletecollection: deletes every matching object; returns the deleted ones.

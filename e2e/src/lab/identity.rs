@@ -115,7 +115,11 @@ pub fn objects_of(text: &str) -> Result<Vec<Value>, LabError> {
 fn cluster_scoped(kind: &str) -> bool {
     matches!(
         kind,
-        "Namespace" | "CustomResourceDefinition" | "ClusterRole" | "ClusterRoleBinding"
+        "Namespace"
+            | "CustomResourceDefinition"
+            | "ClusterRole"
+            | "ClusterRoleBinding"
+            | "ValidatingWebhookConfiguration"
     )
 }
 

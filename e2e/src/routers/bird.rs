@@ -132,6 +132,24 @@ impl Router for Bird {
     fn logs(&self) -> String {
         std::fs::read_to_string(self.site.dir.join("bird.log")).unwrap_or_default()
     }
+
+    fn bfd_sessions(&self) -> Result<Vec<(IpAddr, bool)>, LabError> {
+        Ok(parse_bfd_sessions(
+            &self.birdc(&["show", "bfd", "sessions"])?,
+        ))
+    }
+}
+
+/// Parses `birdc show bfd sessions`: one line per session, address first, state third.
+pub fn parse_bfd_sessions(text: &str) -> Vec<(IpAddr, bool)> {
+    text.lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            let address = words.next()?.parse().ok()?;
+            let state = words.nth(1)?;
+            Some((address, state == "Up"))
+        })
+        .collect()
 }
 
 /// BIRD's configuration: static blackhole routes for the originated prefixes, BGP routes into
@@ -153,6 +171,16 @@ pub fn config_text(c: &RouterConfig) -> String {
             "protocol kernel kernel_{channel} {{\n  {channel} {{ export where source = RTS_BGP; }};\n  merge paths on;\n}}"
         );
     }
+    // One BFD protocol; BIRD takes session timers from its interface
+    // options, so the first neighbour with BFD sets them for all.
+    if let Some(b) = c.neighbors.iter().find_map(|n| n.bfd) {
+        let _ = writeln!(
+            s,
+            "protocol bfd {{\n  interface \"*\" {{\n    min rx interval {i} ms;\n    min tx interval {i} ms;\n    idle tx interval 1000 ms;\n    multiplier {m};\n  }};\n}}",
+            i = b.interval_ms,
+            m = b.multiplier
+        );
+    }
     for (i, n) in c.neighbors.iter().enumerate() {
         let _ = writeln!(s, "protocol bgp peer{i} {{");
         let _ = writeln!(s, "  local as {};", c.asn);
@@ -167,6 +195,16 @@ pub fn config_text(c: &RouterConfig) -> String {
         }
         if let Some(ttl) = n.multihop {
             let _ = writeln!(s, "  multihop {ttl};");
+        }
+        match (n.bfd.is_some(), n.graceful_restart) {
+            // With both, a BFD failure starts a graceful restart instead of
+            // dropping the routes (BIRD 2.0 ignores the peer's AdminDown).
+            (true, true) => s.push_str("  bfd graceful;\n"),
+            (true, false) => s.push_str("  bfd on;\n"),
+            _ => {}
+        }
+        if n.graceful_restart {
+            s.push_str("  graceful restart on;\n");
         }
         for family in &n.families {
             let channel = match family {
@@ -326,6 +364,59 @@ pub fn parse_sessions(text: &str) -> Vec<Session> {
 mod tests {
     use super::*;
     use crate::routers::Neighbor;
+
+    #[test]
+    fn bfd_and_graceful_restart_lines_follow_each_neighbor() {
+        let c = RouterConfig::new(64501, "192.168.4.201".parse().unwrap())
+            .neighbor(Neighbor::new("192.168.4.11".parse().unwrap(), 64512).bfd(100, 3))
+            .neighbor(Neighbor::new("192.168.4.12".parse().unwrap(), 64512).graceful_restart())
+            .neighbor(
+                Neighbor::new("192.168.4.13".parse().unwrap(), 64512)
+                    .bfd(100, 3)
+                    .graceful_restart(),
+            );
+        let text = config_text(&c);
+        let block = |i: usize| {
+            text.split(&format!("protocol bgp peer{i} {{"))
+                .nth(1)
+                .and_then(|rest| rest.split("\n}").next())
+                .unwrap()
+                .to_string()
+        };
+        // (rule, neighbour index, line, wanted)
+        let cases = [
+            ("bfd_alone_is_bfd_on", 0, "bfd on;", true),
+            ("graceful_restart_alone", 1, "graceful restart on;", true),
+            ("no_bfd_without_a_profile", 1, "bfd", false),
+            ("both_make_bfd_down_a_restart", 2, "bfd graceful;", true),
+        ];
+        for (rule, i, line, wanted) in cases {
+            assert_eq!(block(i).contains(line), wanted, "{rule}:\n{}", block(i));
+        }
+        assert!(
+            text.contains("protocol bfd {") && text.contains("min rx interval 100 ms;"),
+            "the bfd protocol carries the timers:\n{text}"
+        );
+        let plain = config_text(&RouterConfig::new(64501, "192.168.4.201".parse().unwrap()));
+        assert!(
+            !plain.contains("protocol bfd"),
+            "no BFD without a BFD neighbour"
+        );
+    }
+
+    #[test]
+    fn bfd_sessions_output_maps_to_up_or_not() {
+        let text = "BIRD 2.0.12 ready.\nbfd1:\nIP address                Interface  State      Since         Interval  Timeout\n\
+                    192.168.4.11              eth0       Up         19:00:01.123    0.100    0.300\n\
+                    fd00:4::11                eth0       Down       19:00:01.123    1.000    0.000\n";
+        assert_eq!(
+            parse_bfd_sessions(text),
+            vec![
+                ("192.168.4.11".parse().unwrap(), true),
+                ("fd00:4::11".parse().unwrap(), false)
+            ]
+        );
+    }
 
     /// Output of BIRD 2.0.12 in a lab namespace.
     const SHOW_ROUTE_ALL: &str = "BIRD 2.0.12 ready.

@@ -37,6 +37,7 @@ impl Frr {
         require_tools(&[
             ("/usr/lib/frr/zebra", "frr"),
             ("/usr/lib/frr/bgpd", "frr"),
+            ("/usr/lib/frr/bfdd", "frr"),
             ("vtysh", "frr"),
         ])?;
         let mut frr = Self {
@@ -66,6 +67,7 @@ impl Frr {
         for (name, text) in [
             ("zebra.conf", String::new()),
             ("bgpd.conf", config_text(&self.config, &self.site.instance)),
+            ("bfdd.conf", bfdd_config_text(&self.config)),
         ] {
             let path = self.file(name);
             std::fs::write(&path, text)
@@ -83,21 +85,33 @@ impl Frr {
     fn daemon(&self, name: &str) -> Spawn {
         let dir = self.site.dir.display().to_string();
         let file = |f: &str| self.file(f).display().to_string();
-        Spawn::new(
-            format!("{DAEMON_DIR}/{name}"),
-            &[
-                "-N",
-                &self.site.instance,
-                "-i",
-                &file(&format!("{name}.pid")),
-                "-z",
-                &file("zserv.api"),
-                "--vty_socket",
-                &dir,
-                "-f",
-                &file(&format!("{name}.conf")),
-            ],
-        )
+        let mut args = vec![
+            "-N".to_string(),
+            self.site.instance.clone(),
+            "-i".into(),
+            file(&format!("{name}.pid")),
+            "-z".into(),
+            file("zserv.api"),
+            "--vty_socket".into(),
+            dir,
+            "-f".into(),
+            file(&format!("{name}.conf")),
+        ];
+        if name == "bfdd" {
+            // bfdd's control socket, per instance (the default is machine-wide).
+            args.extend(["--bfdctl".to_string(), file("bfdd.sock")]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Spawn::new(format!("{DAEMON_DIR}/{name}"), &args)
+    }
+
+    /// The daemons this configuration needs: bfdd only with BFD neighbours.
+    fn daemons(&self) -> Vec<&'static str> {
+        if self.config.neighbors.iter().any(|n| n.bfd.is_some()) {
+            vec!["zebra", "bfdd", "bgpd"]
+        } else {
+            vec!["zebra", "bgpd"]
+        }
     }
 }
 
@@ -179,7 +193,18 @@ impl Router for Frr {
             return Ok(());
         }
         self.write_config()?;
-        for name in ["zebra", "bgpd"] {
+        for name in self.daemons() {
+            if name == "bgpd" && self.processes.iter().any(|p| p.name() == "bfdd") {
+                // bgpd registers its BFD sessions once, through zebra: a
+                // registration sent before bfdd is zebra's client is lost.
+                wait_for("FRR's bfdd to be zebra's client", START_TIMEOUT, || {
+                    Ok(self
+                        .vtysh(&["show zebra client summary".to_string()])
+                        .ok()
+                        .filter(|text| text.to_ascii_lowercase().contains("bfd"))
+                        .map(|_| ()))
+                })?;
+            }
             let log = self.file(&format!("{name}.log"));
             self.processes.push(NsProcess::start(
                 name,
@@ -209,8 +234,13 @@ impl Router for Frr {
         ready
     }
 
+    fn bfd_sessions(&self) -> Result<Vec<(IpAddr, bool)>, LabError> {
+        let doc = parse_json(&self.vtysh(&["show bfd peers json".to_string()])?)?;
+        Ok(parse_bfd_peers(&doc))
+    }
+
     fn logs(&self) -> String {
-        ["zebra.log", "bgpd.log"]
+        ["zebra.log", "bfdd.log", "bgpd.log"]
             .iter()
             .map(|f| {
                 format!(
@@ -237,6 +267,17 @@ pub fn config_text(c: &RouterConfig, hostname: &str) -> String {
     for n in &c.neighbors {
         let a = n.address;
         let _ = writeln!(s, " neighbor {a} remote-as {}", n.asn);
+        if n.bfd.is_some() {
+            let _ = writeln!(s, " neighbor {a} bfd profile {}", bfd_profile_name(n));
+        }
+        if n.graceful_restart {
+            let _ = writeln!(s, " neighbor {a} graceful-restart");
+            if n.bfd.is_some() {
+                // A BFD down from a peer whose BFD shares fate with its
+                // control plane (C bit clear, as ours) keeps the stale routes.
+                let _ = writeln!(s, " neighbor {a} bfd check-control-plane-failure");
+            }
+        }
         let _ = writeln!(s, " neighbor {a} timers connect 2");
         if n.passive {
             let _ = writeln!(s, " neighbor {a} passive");
@@ -260,6 +301,50 @@ pub fn config_text(c: &RouterConfig, hostname: &str) -> String {
         s.push_str(" exit-address-family\n");
     }
     s.push_str("!\n");
+    s
+}
+
+/// Parses `show bfd peers json`: peer address and whether its status is `up`.
+pub fn parse_bfd_peers(doc: &Value) -> Vec<(IpAddr, bool)> {
+    doc.as_array()
+        .map(|peers| {
+            peers
+                .iter()
+                .filter_map(|p| {
+                    let address = p["peer"].as_str()?.parse().ok()?;
+                    Some((address, p["status"].as_str() == Some("up")))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The bfdd profile of a neighbour's BFD timers.
+fn bfd_profile_name(n: &super::Neighbor) -> String {
+    n.bfd
+        .map(|b| format!("t{}x{}", b.interval_ms, b.multiplier))
+        .unwrap_or_default()
+}
+
+/// bfdd's configuration: one profile per distinct set of BFD timers.
+pub fn bfdd_config_text(c: &RouterConfig) -> String {
+    let mut s = String::from("bfd\n");
+    let mut seen = Vec::new();
+    for n in &c.neighbors {
+        let Some(b) = n.bfd else { continue };
+        let name = bfd_profile_name(n);
+        if seen.contains(&name) {
+            continue;
+        }
+        let _ = writeln!(
+            s,
+            " profile {name}\n  receive-interval {i}\n  transmit-interval {i}\n  detect-multiplier {m}\n exit",
+            i = b.interval_ms,
+            m = b.multiplier
+        );
+        seen.push(name);
+    }
+    s.push_str("exit\n");
     s
 }
 
@@ -392,6 +477,72 @@ mod tests {
         assert_eq!(s[0].state, SessionState::Established);
         assert_eq!(s[0].asn, Some(64501));
         assert_eq!(s[1].state, SessionState::Active);
+    }
+
+    #[test]
+    fn bfd_and_graceful_restart_lines_follow_each_neighbor() {
+        let c = RouterConfig::new(64502, "192.168.4.202".parse().unwrap())
+            .neighbor(Neighbor::new("192.168.4.11".parse().unwrap(), 64512).bfd(100, 3))
+            .neighbor(Neighbor::new("192.168.4.12".parse().unwrap(), 64512).graceful_restart())
+            .neighbor(
+                Neighbor::new("192.168.4.13".parse().unwrap(), 64512)
+                    .bfd(100, 3)
+                    .graceful_restart(),
+            );
+        let text = config_text(&c, "x");
+        // (rule, line, wanted)
+        let cases = [
+            (
+                "bfd_names_the_profile",
+                " neighbor 192.168.4.11 bfd profile t100x3",
+                true,
+            ),
+            (
+                "no_bfd_no_profile",
+                " neighbor 192.168.4.12 bfd profile",
+                false,
+            ),
+            (
+                "graceful_restart_per_neighbor",
+                " neighbor 192.168.4.12 graceful-restart",
+                true,
+            ),
+            (
+                "both_keep_routes_on_a_control_plane_bfd_down",
+                " neighbor 192.168.4.13 bfd check-control-plane-failure",
+                true,
+            ),
+            (
+                "bfd_alone_drops_routes_on_bfd_down",
+                " neighbor 192.168.4.11 bfd check-control-plane-failure",
+                false,
+            ),
+        ];
+        for (rule, line, wanted) in cases {
+            assert_eq!(text.contains(line), wanted, "{rule}:\n{text}");
+        }
+        let bfdd = bfdd_config_text(&c);
+        assert_eq!(
+            bfdd.matches("profile t100x3").count(),
+            1,
+            "one profile per timer set:\n{bfdd}"
+        );
+        assert!(bfdd.contains("receive-interval 100") && bfdd.contains("detect-multiplier 3"));
+    }
+
+    #[test]
+    fn bfd_peers_json_maps_to_up_or_not() {
+        let doc: Value = serde_json::from_str(
+            r#"[{"peer":"192.168.4.11","status":"up"},{"peer":"fd00:4::11","status":"down"},{"status":"up"}]"#,
+        )
+        .unwrap();
+        assert_eq!(
+            parse_bfd_peers(&doc),
+            vec![
+                ("192.168.4.11".parse().unwrap(), true),
+                ("fd00:4::11".parse().unwrap(), false)
+            ]
+        );
     }
 
     #[test]

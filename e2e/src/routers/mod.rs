@@ -100,6 +100,19 @@ pub struct Neighbor {
     pub multihop: Option<u8>,
     /// The address families of the session (default: the family of `address`).
     pub families: Vec<Family>,
+    /// Protect the session with BFD (the router's BFD: BIRD's `protocol bfd`, FRR's bfdd).
+    pub bfd: Option<Bfd>,
+    /// Graceful restart (RFC 4724): keep the neighbour's routes while it restarts.
+    pub graceful_restart: bool,
+}
+
+/// The router side of a BFD session: both intervals and the detect multiplier.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bfd {
+    /// Receive and transmit interval, ms.
+    pub interval_ms: u32,
+    /// Detect multiplier.
+    pub multiplier: u8,
 }
 
 impl Neighbor {
@@ -112,7 +125,24 @@ impl Neighbor {
             password: None,
             multihop: None,
             families: vec![Family::of(address)],
+            bfd: None,
+            graceful_restart: false,
         }
+    }
+
+    /// Protects the session with BFD at `interval_ms` x `multiplier`.
+    pub fn bfd(mut self, interval_ms: u32, multiplier: u8) -> Self {
+        self.bfd = Some(Bfd {
+            interval_ms,
+            multiplier,
+        });
+        self
+    }
+
+    /// Enables graceful restart (helper for the neighbour).
+    pub fn graceful_restart(mut self) -> Self {
+        self.graceful_restart = true;
+        self
     }
 
     /// Waits for the neighbour to connect.
@@ -329,6 +359,33 @@ pub trait Router: Send + fmt::Debug {
     fn start(&mut self) -> Result<(), LabError>;
     /// Its processes' output so far.
     fn logs(&self) -> String;
+    /// Its BFD sessions: neighbour address and whether the session is Up.
+    fn bfd_sessions(&self) -> Result<Vec<(IpAddr, bool)>, LabError> {
+        Err(LabError::Missing(format!(
+            "{}: no BFD in the lab driver",
+            self.kind()
+        )))
+    }
+}
+
+/// Waits until `router`'s BFD session with `neighbor` is Up.
+pub fn wait_bfd_up(
+    router: &dyn Router,
+    neighbor: IpAddr,
+    timeout: Duration,
+) -> Result<(), LabError> {
+    wait_for(
+        &format!("{} BFD session with {neighbor} to be up", router.kind()),
+        timeout,
+        || {
+            Ok(router
+                .bfd_sessions()?
+                .iter()
+                .any(|(a, up)| *a == neighbor && *up)
+                .then_some(()))
+        },
+    )
+    .map_err(|e| with_logs(e, router))
 }
 
 /// Starts a router of `kind` at `site` with `config`, after checking that its Debian package is

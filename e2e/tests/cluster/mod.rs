@@ -697,3 +697,251 @@ impl Cluster {
         .unwrap_or_else(|e| panic!("{e}; announcers: {last:?}"));
     }
 }
+
+/// What one status object says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusRow {
+    /// The object's name.
+    pub name: String,
+    /// `status.node`.
+    pub node: String,
+    /// `status.serviceName`.
+    pub service: String,
+    /// Its interfaces (ServiceL2Status) or peers (ServiceBGPStatus).
+    pub detail: BTreeSet<String>,
+}
+
+/// (name, node, Service, detail) of a status object.
+type RowParts = (Option<String>, String, String, BTreeSet<String>);
+
+/// Helpers of the status object tests.
+impl Cluster {
+    /// The `ServiceL2Status` objects of [`APPS`].
+    pub fn l2_statuses(&self) -> Vec<StatusRow> {
+        self.statuses(|o: ferrolb_config::crd::ServiceL2Status| {
+            let s = o.status.unwrap_or_default();
+            let detail = s.interfaces.into_iter().map(|i| i.name).collect();
+            (o.metadata.name, s.node, s.service_name, detail)
+        })
+    }
+
+    /// The `ServiceBGPStatus` objects of [`APPS`].
+    pub fn bgp_statuses(&self) -> Vec<StatusRow> {
+        self.statuses(|o: ferrolb_config::crd::ServiceBgpStatus| {
+            let s = o.status.unwrap_or_default();
+            (
+                o.metadata.name,
+                s.node,
+                s.service_name,
+                s.peers.into_iter().collect(),
+            )
+        })
+    }
+
+    /// The objects of kind `K` in [`APPS`], read by `row` as (name, node,
+    /// Service, detail).
+    fn statuses<K>(&self, row: fn(K) -> RowParts) -> Vec<StatusRow>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug
+            + Send
+            + 'static,
+    {
+        let list = self.api(|client| async move {
+            Api::<K>::namespaced(client, APPS)
+                .list(&ListParams::default())
+                .await
+        });
+        list.items
+            .into_iter()
+            .map(|o| {
+                let (name, node, service, detail) = row(o);
+                StatusRow {
+                    name: name.unwrap_or_default(),
+                    node,
+                    service,
+                    detail,
+                }
+            })
+            .collect()
+    }
+
+    /// Waits until `rows()` holds, for `service`, exactly one object per
+    /// node in `nodes`, each saying `detail`.
+    pub fn wait_statuses(
+        &self,
+        what: &str,
+        rows: impl Fn(&Cluster) -> Vec<StatusRow>,
+        service: &str,
+        nodes: &[&str],
+        detail: &BTreeSet<String>,
+    ) {
+        let want: BTreeSet<&str> = nodes.iter().copied().collect();
+        let mut last = Vec::new();
+        self.wait_for(
+            &format!("the {what} objects of {service} to be {want:?} with {detail:?}"),
+            || {
+                last = rows(self);
+                let mine: Vec<&StatusRow> = last.iter().filter(|r| r.service == service).collect();
+                let seen: BTreeSet<&str> = mine.iter().map(|r| r.node.as_str()).collect();
+                Ok((mine.len() == want.len()
+                    && seen == want
+                    && mine.iter().all(|r| &r.detail == detail))
+                .then_some(()))
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}; objects: {last:?}"));
+    }
+}
+
+/// What a `ferrolb` CLI run printed, and its exit code.
+#[derive(Debug, Clone)]
+pub struct CliRun {
+    /// The exit code (-1 when killed by a signal).
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl Cluster {
+    /// Runs the `ferrolb` CLI with `args` and the admin kubeconfig in the
+    /// control-plane namespace, as an operator on that host would.
+    pub fn ferrolb(&self, args: &[&str]) -> CliRun {
+        let binary = binaries::locate("ferrolb").unwrap_or_else(|e| panic!("{e}"));
+        let mut full: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        full.extend(["--kubeconfig".to_string(), self.kubeconfig()]);
+        let netns = self.lab.topology().control_plane.netns.clone();
+        let out = netns::run_in(&netns, move || {
+            std::process::Command::new(&binary)
+                .args(&full)
+                .stdin(std::process::Stdio::null())
+                .output()
+        })
+        .unwrap_or_else(|e| panic!("enter the control-plane namespace: {e}"))
+        .unwrap_or_else(|e| panic!("run ferrolb {args:?}: {e}"));
+        CliRun {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+/// The router's AS and the nodes' in the BGP tests (eBGP).
+pub const ROUTER_ASN: u32 = 64500;
+/// See [`ROUTER_ASN`].
+pub const NODE_ASN: u32 = 64512;
+
+/// The dual-stack BGP pool of the BGP and BFD tests.
+pub const BGP_POOL: &str = "address-pools:
+- name: bgp
+  protocol: bgp
+  addresses:
+  - 192.168.5.64/27
+  - fd00:5::60/124
+";
+
+/// A lab host's IPv4 address.
+pub fn v4(h: &Host) -> IpAddr {
+    IpAddr::V4(h.ipv4)
+}
+
+/// A lab host's IPv6 address.
+pub fn v6(h: &Host) -> IpAddr {
+    IpAddr::V6(h.ipv6)
+}
+
+/// How the speakers peer with the lab's router.
+#[derive(Debug, Clone, Copy)]
+pub struct Peering {
+    /// The hold time the peers propose.
+    pub hold: Duration,
+    /// A BFD profile on both sides: (interval in ms, detect multiplier).
+    pub bfd: Option<(u32, u8)>,
+    /// Graceful restart on both sides.
+    pub graceful_restart: bool,
+    /// How long the sessions may take to come up.
+    pub session_timeout: Duration,
+}
+
+/// The ConfigMap: two peers (the router's IPv4 and IPv6 addresses), the
+/// BFD profile `fast` when `peering` has one, and [`BGP_POOL`].
+pub fn peers_config(router: &Host, peering: &Peering) -> String {
+    let mut peer_extra = String::new();
+    let mut profiles = String::new();
+    if let Some((interval, multiplier)) = peering.bfd {
+        peer_extra.push_str("  bfd-profile: fast\n");
+        profiles = format!(
+            "bfd-profiles:\n- name: fast\n  receive-interval: {interval}\n  transmit-interval: {interval}\n  detect-multiplier: {multiplier}\n"
+        );
+    }
+    if peering.graceful_restart {
+        peer_extra.push_str("  graceful-restart: true\n");
+    }
+    let peer = |address: IpAddr| {
+        format!(
+            "- peer-address: {address}\n  peer-asn: {ROUTER_ASN}\n  my-asn: {NODE_ASN}\n  hold-time: {}s\n{peer_extra}",
+            peering.hold.as_secs()
+        )
+    };
+    format!(
+        "peers:\n{}{}{profiles}{BGP_POOL}",
+        peer(IpAddr::V4(router.ipv4)),
+        peer(IpAddr::V6(router.ipv6))
+    )
+}
+
+/// Helpers of the BGP and BFD tests.
+impl Cluster {
+    /// A cluster whose three speakers peer with a `kind` router over IPv4
+    /// and IPv6 as `peering` says (the router only listens); returns once
+    /// every BGP session (and, with BFD, every BFD session) is up at the router.
+    pub fn up_peered(
+        kind: ferrolb_e2e::routers::RouterKind,
+        peering: &Peering,
+    ) -> (Self, Box<dyn ferrolb_e2e::routers::Router>, Vec<Host>) {
+        use ferrolb_e2e::routers::{self, Neighbor, RouterConfig};
+        let mut cluster = Self::up_with_routers(BGP_POOL);
+        let router_host = cluster
+            .lab
+            .topology()
+            .router(kind)
+            .expect("the lab has router namespaces")
+            .clone();
+        let nodes = cluster.nodes();
+        let mut config = RouterConfig::new(ROUTER_ASN, router_host.ipv4);
+        for node in &nodes {
+            for address in [v4(node), v6(node)] {
+                let mut n = Neighbor::new(address, NODE_ASN).passive();
+                if let Some((interval, multiplier)) = peering.bfd {
+                    n = n.bfd(interval, multiplier);
+                }
+                if peering.graceful_restart {
+                    n = n.graceful_restart();
+                }
+                config = config.neighbor(n);
+            }
+        }
+        let router = cluster.lab.start_router(kind, config).unwrap_or_else(|e| {
+            panic!("start {kind:?} (its Debian package must be installed): {e}")
+        });
+        cluster.apply_config(&peers_config(&router_host, peering));
+        let timeout = peering.session_timeout;
+        for node in &nodes {
+            for address in [v4(node), v6(node)] {
+                let mut log = |e| panic!("{e}\nspeaker log:\n{}", cluster.speaker_log(&node.name));
+                routers::wait_established(router.as_ref(), address, timeout)
+                    .unwrap_or_else(&mut log);
+                if peering.bfd.is_some() {
+                    routers::wait_bfd_up(router.as_ref(), address, timeout)
+                        .unwrap_or_else(&mut log);
+                }
+            }
+        }
+        (cluster, router, nodes)
+    }
+}

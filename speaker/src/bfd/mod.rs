@@ -1,10 +1,16 @@
-//! Native BFD (RFC 5880 asynchronous mode over RFC 5881 single-hop UDP),
-//! the pure core: the control packet codec ([`packet`]) and the per-peer
-//! state machine ([`session`]), driven by time passed in. No socket and no
-//! clock live here; see docs/bfd.md for what is implemented and what is not.
+//! Native BFD (RFC 5880 asynchronous mode over RFC 5881 single-hop UDP).
+//! The pure core: the control packet codec ([`packet`]), the per-peer
+//! state machine ([`session`]), driven by time passed in, and what BFD
+//! means for BGP ([`coupling`], RFC 5882). The edges: [`socket`] (UDP with
+//! TTL 255 and the received TTL), [`manager`] (one task running every
+//! session) and [`metrics`]. See docs/bfd.md.
 
+pub mod coupling;
+pub mod manager;
+pub mod metrics;
 pub mod packet;
 pub mod session;
+pub mod socket;
 
 use std::ops::RangeInclusive;
 

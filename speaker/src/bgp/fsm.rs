@@ -11,13 +11,20 @@ use ipnet::IpNet;
 
 use crate::bgp::backoff::Backoff;
 use crate::bgp::message::{
-    LocalOpen, Message, MessageType, Notification, OpenMessage, code, encode_keepalive, encode_open,
+    LocalOpen, Message, MessageType, Notification, OpenMessage, code, encode_end_of_rib,
+    encode_keepalive, encode_open,
 };
 use crate::bgp::prefixes::{PeerRoutes, RouteAttributes};
 use crate::bgp::update::{UpdateContext, encode_announcements, encode_withdrawals};
 
 /// How long we wait for the peer's OPEN (RFC 4271 suggests 4 minutes).
 pub const OPEN_HOLD_TIME: Duration = Duration::from_secs(240);
+
+/// The restart time we advertise with graceful restart (RFC 4724): how
+/// long the router keeps our routes while the speaker is away (a restarted
+/// speaker pod is back in seconds; an upgrade that pulls an image may take
+/// a minute).
+pub const GRACEFUL_RESTART_TIME: Duration = Duration::from_secs(120);
 
 /// The session states; Active is folded into Idle (we never listen).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +65,9 @@ pub struct SessionConfig {
     pub keepalive_time: Duration,
     /// The configured BGP identifier, if any.
     pub router_id: Option<Ipv4Addr>,
+    /// Graceful restart (RFC 4724): the capability, End-of-RIB after the
+    /// initial table, and no Cease when the speaker shuts down.
+    pub graceful_restart: bool,
 }
 
 impl SessionConfig {
@@ -94,6 +104,9 @@ pub enum DownReason {
     Stopped,
     /// No BGP identifier could be found for the session.
     NoRouterId,
+    /// The speaker is restarting with graceful restart: the connection was
+    /// closed without Cease so that the router keeps our routes.
+    GracefulRestart,
 }
 
 /// Something happening to the session.
@@ -103,6 +116,15 @@ pub enum Event {
     Start,
     /// Stop for good, with this Cease subcode.
     Stop(u8),
+    /// The speaker shuts down (SIGTERM): with graceful restart, close the
+    /// connection without a NOTIFICATION (a Cease would end graceful
+    /// restart at the router); else as `Stop(Administrative Shutdown)`.
+    Shutdown,
+    /// The BFD session failed (Down after Up, RFC 5882): go down now, and
+    /// do not connect again before [`Event::BfdUp`].
+    BfdDown,
+    /// BFD allows the session again (Up, or no longer configured).
+    BfdUp,
     /// TCP connected.
     Connected(LocalEndpoint),
     /// TCP connection attempt failed.
@@ -153,6 +175,8 @@ pub struct Fsm {
     context: Option<UpdateContext>,
     /// Negotiated hold time and keepalive interval (`None`: hold time 0).
     negotiated: Option<(Duration, Duration)>,
+    /// BFD failed and has not been Up since: no connection until it is.
+    bfd_failed: bool,
 }
 
 impl Fsm {
@@ -169,7 +193,13 @@ impl Fsm {
             router_id: Ipv4Addr::UNSPECIFIED,
             context: None,
             negotiated: None,
+            bfd_failed: false,
         }
+    }
+
+    /// Whether a BFD failure keeps the session down.
+    pub fn held_by_bfd(&self) -> bool {
+        self.bfd_failed
     }
 
     /// The current state.
@@ -205,6 +235,21 @@ impl Fsm {
         match event {
             Event::Start => self.start(),
             Event::Stop(subcode) => self.stop(subcode),
+            Event::Shutdown => {
+                if self.config.graceful_restart {
+                    self.close_for_restart()
+                } else {
+                    self.stop(code::ADMINISTRATIVE_SHUTDOWN)
+                }
+            }
+            Event::BfdDown => self.bfd_down(),
+            Event::BfdUp => {
+                if !self.bfd_failed {
+                    return Vec::new();
+                }
+                self.bfd_failed = false;
+                self.start()
+            }
             Event::Routes(routes) => {
                 self.desired = routes;
                 if self.state == State::Established {
@@ -257,7 +302,7 @@ impl Fsm {
     }
 
     fn start(&mut self) -> Vec<Action> {
-        if self.stopped || self.state != State::Idle {
+        if self.stopped || self.state != State::Idle || self.bfd_failed {
             return Vec::new();
         }
         self.state = State::Connect;
@@ -286,6 +331,48 @@ impl Fsm {
         actions
     }
 
+    /// Graceful restart's shutdown: the connection closes without a
+    /// NOTIFICATION, so that the router keeps forwarding on our routes.
+    fn close_for_restart(&mut self) -> Vec<Action> {
+        self.stopped = true;
+        let mut actions = Vec::new();
+        match self.state {
+            State::Idle => actions.push(Action::StopTimer(Timer::ConnectRetry)),
+            State::Connect => actions.push(Action::Close),
+            State::OpenSent | State::OpenConfirm | State::Established => {
+                actions.extend([
+                    Action::Close,
+                    Action::StopTimer(Timer::Hold),
+                    Action::StopTimer(Timer::Keepalive),
+                    Action::Down(DownReason::GracefulRestart),
+                ]);
+            }
+        }
+        self.state = State::Idle;
+        self.sent.clear();
+        self.context = None;
+        self.negotiated = None;
+        actions
+    }
+
+    /// BFD failed: Cease (BFD Down) now if connected, then wait for BFD.
+    fn bfd_down(&mut self) -> Vec<Action> {
+        self.bfd_failed = true;
+        match self.state {
+            State::Idle => vec![Action::StopTimer(Timer::ConnectRetry)],
+            State::Connect => {
+                self.state = State::Idle;
+                vec![Action::Close]
+            }
+            State::OpenSent | State::OpenConfirm | State::Established => {
+                let mut actions = self.fail(Notification::cease(code::BFD_DOWN));
+                // The reconnect waits for BFD, not for a timer.
+                actions.retain(|a| !matches!(a, Action::StartTimer(Timer::ConnectRetry, _)));
+                actions
+            }
+        }
+    }
+
     fn connected(&mut self, endpoint: LocalEndpoint) -> Vec<Action> {
         if self.state != State::Connect {
             return Vec::new();
@@ -304,6 +391,10 @@ impl Fsm {
             asn: self.config.local_asn,
             hold_time: secs_u16(self.config.hold_time),
             router_id,
+            graceful_restart: self
+                .config
+                .graceful_restart
+                .then(|| secs_u16(GRACEFUL_RESTART_TIME)),
         };
         match encode_open(&open) {
             Ok(bytes) => {
@@ -464,6 +555,17 @@ impl Fsm {
         let mut actions = self.hold_timer();
         actions.push(Action::Up);
         actions.extend(self.sync());
+        if self.config.graceful_restart
+            && let Some(ctx) = &self.context
+        {
+            // RFC 4724: the initial table is complete; the router may now
+            // drop the stale routes of our previous incarnation.
+            for (negotiated, afi) in [(ctx.ipv4, 1), (ctx.ipv6, 2)] {
+                if negotiated {
+                    actions.push(Action::Send(MessageType::Update, encode_end_of_rib(afi, 1)));
+                }
+            }
+        }
         actions
     }
 
@@ -543,6 +645,7 @@ mod tests {
             hold_time: Duration::from_secs(90),
             keepalive_time: Duration::from_secs(30),
             router_id: None,
+            graceful_restart: false,
         }
     }
 
@@ -565,6 +668,7 @@ mod tests {
                 ipv6_unicast: true,
                 four_octet_as: Some(asn),
                 route_refresh: true,
+                graceful_restart: None,
             },
         })))
     }
@@ -872,6 +976,174 @@ mod tests {
         assert!(
             connecting.handle(Event::Connected(endpoint())).is_empty(),
             "a late connect is ignored"
+        );
+    }
+
+    /// A session with graceful restart in `state`.
+    fn gr_fsm_in(state: State) -> Fsm {
+        let mut fsm = Fsm::new(
+            SessionConfig {
+                graceful_restart: true,
+                ..config(65000)
+            },
+            1,
+        );
+        let mut steps = vec![Event::Start, Event::Connected(endpoint())];
+        if matches!(state, State::OpenConfirm | State::Established) {
+            steps.push(open(65000, 90, PEER_ID));
+        }
+        if state == State::Established {
+            steps.push(keepalive());
+        }
+        for e in steps {
+            fsm.handle(e);
+        }
+        assert_eq!(fsm.state(), state);
+        fsm
+    }
+
+    #[test]
+    fn bfd_down_tears_the_session_down_with_cease_bfd_down_and_waits_for_bfd_up() {
+        // (rule, state, actions on BfdDown)
+        let cases = [
+            (
+                "established_sends_cease_bfd_down_and_does_not_schedule_a_reconnect",
+                State::Established,
+                v(&[
+                    "send NOTIFICATION 6/10",
+                    "close",
+                    "stop Hold",
+                    "stop Keepalive",
+                    "down: sent 6/10",
+                ]),
+            ),
+            (
+                "open_sent_likewise",
+                State::OpenSent,
+                v(&[
+                    "send NOTIFICATION 6/10",
+                    "close",
+                    "stop Hold",
+                    "stop Keepalive",
+                    "down: sent 6/10",
+                ]),
+            ),
+            (
+                "a_connection_attempt_is_abandoned",
+                State::Connect,
+                v(&["close"]),
+            ),
+            (
+                "idle_stops_the_retry_timer",
+                State::Idle,
+                v(&["stop ConnectRetry"]),
+            ),
+        ];
+        for (rule, state, want) in cases {
+            let mut fsm = fsm_in(state, 65000);
+            assert_eq!(show(&fsm.handle(Event::BfdDown)), want, "{rule}");
+            assert_eq!(fsm.state(), State::Idle, "{rule}");
+            assert!(fsm.held_by_bfd(), "{rule}");
+            // RFC 5882: no new session while BFD is down, whatever the timers say.
+            assert!(
+                fsm.handle(Event::TimerExpired(Timer::ConnectRetry))
+                    .is_empty(),
+                "{rule}"
+            );
+            assert!(fsm.handle(Event::Start).is_empty(), "{rule}");
+            assert_eq!(show(&fsm.handle(Event::BfdUp)), v(&["connect"]), "{rule}");
+            assert!(!fsm.held_by_bfd(), "{rule}");
+        }
+    }
+
+    #[test]
+    fn bfd_up_without_a_failure_changes_nothing() {
+        for state in [State::Idle, State::Connect, State::Established] {
+            let mut fsm = fsm_in(state, 65000);
+            assert!(fsm.handle(Event::BfdUp).is_empty(), "{state:?}");
+            assert_eq!(fsm.state(), state);
+        }
+    }
+
+    #[test]
+    fn a_stopped_session_stays_stopped_after_bfd_up() {
+        let mut fsm = fsm_in(State::Established, 65000);
+        fsm.handle(Event::BfdDown);
+        fsm.handle(Event::Stop(code::PEER_DECONFIGURED));
+        assert!(fsm.handle(Event::BfdUp).is_empty());
+    }
+
+    #[test]
+    fn graceful_restart_shutdown_closes_without_cease() {
+        let mut fsm = gr_fsm_in(State::Established);
+        assert_eq!(
+            show(&fsm.handle(Event::Shutdown)),
+            v(&[
+                "close",
+                "stop Hold",
+                "stop Keepalive",
+                "down: GracefulRestart"
+            ])
+        );
+        assert!(fsm.is_stopped());
+        assert!(fsm.handle(Event::Start).is_empty(), "never reconnects");
+    }
+
+    #[test]
+    fn shutdown_without_graceful_restart_sends_cease_administrative_shutdown() {
+        let mut fsm = fsm_in(State::Established, 65000);
+        assert_eq!(
+            show(&fsm.handle(Event::Shutdown)),
+            v(&[
+                "send NOTIFICATION 6/2",
+                "close",
+                "stop Hold",
+                "stop Keepalive",
+                "down: Stopped"
+            ])
+        );
+    }
+
+    #[test]
+    fn graceful_restart_sends_the_table_then_end_of_rib_for_each_family() {
+        let mut fsm = gr_fsm_in(State::OpenConfirm);
+        fsm.handle(Event::Routes(routes(&[
+            ("10.0.0.1/32", None),
+            ("fd00::1/128", None),
+        ])));
+        let actions = fsm.handle(keepalive());
+        let updates: Vec<&Vec<u8>> = actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Send(MessageType::Update, b) => Some(b),
+                _ => None,
+            })
+            .collect();
+        let eor_v4 = encode_end_of_rib(1, 1);
+        let eor_v6 = encode_end_of_rib(2, 1);
+        assert_eq!(updates.len(), 4, "two tables and two End-of-RIB markers");
+        assert_eq!(updates[2], &eor_v4, "IPv4 End-of-RIB after the tables");
+        assert_eq!(updates[3], &eor_v6, "IPv6 End-of-RIB last");
+        let (_, announced, _) = sent_updates(&actions);
+        assert_eq!(announced, 2);
+        // Later changes carry no End-of-RIB.
+        let later = fsm.handle(Event::Routes(routes(&[("10.0.0.2/32", None)])));
+        assert!(
+            !later
+                .iter()
+                .any(|a| matches!(a, Action::Send(_, b) if *b == eor_v4 || *b == eor_v6))
+        );
+    }
+
+    #[test]
+    fn without_graceful_restart_no_end_of_rib_is_sent() {
+        let mut fsm = fsm_in(State::OpenConfirm, 65000);
+        let actions = fsm.handle(keepalive());
+        assert!(
+            !actions
+                .iter()
+                .any(|a| matches!(a, Action::Send(MessageType::Update, _))),
+            "an empty table sends nothing, not even End-of-RIB"
         );
     }
 

@@ -13,7 +13,7 @@ use std::net::Ipv4Addr;
 
 use zettabgp::BgpMessage as _;
 use zettabgp::message::BgpMessageType;
-use zettabgp::prelude::{BgpCapability, BgpSessionParams, BgpTransportMode};
+use zettabgp::prelude::{BgpCapGR, BgpCapability, BgpSessionParams, BgpTransportMode};
 
 use crate::bgp::update::{self, UpdateSummary};
 
@@ -93,6 +93,8 @@ pub mod code {
     pub const PEER_DECONFIGURED: u8 = 3;
     /// Cease: the peer's configuration changed; the session restarts.
     pub const OTHER_CONFIGURATION_CHANGE: u8 = 6;
+    /// Cease: BFD Down (RFC 9384).
+    pub const BFD_DOWN: u8 = 10;
 }
 
 /// The BGP message types.
@@ -252,6 +254,7 @@ impl Notification {
             (6, 6) => "Cease: Other Configuration Change",
             (6, 7) => "Cease: Connection Collision Resolution",
             (6, 8) => "Cease: Out of Resources",
+            (6, 10) => "Cease: BFD Down",
             (6, _) => "Cease",
             (7, _) => "ROUTE-REFRESH Message Error",
             _ => "unknown error code",
@@ -276,6 +279,8 @@ pub struct Capabilities {
     pub four_octet_as: Option<u32>,
     /// Route refresh (RFC 2918).
     pub route_refresh: bool,
+    /// Graceful restart (RFC 4724): the peer's restart time in seconds.
+    pub graceful_restart: Option<u16>,
 }
 
 /// A received OPEN.
@@ -470,6 +475,11 @@ fn decode_open(body: &[u8]) -> Result<OpenMessage, Notification> {
                     }
                 }
                 (2, []) => capabilities.route_refresh = true,
+                (64, [hi, lo, ..]) => {
+                    // Restart flags (4 bits) and restart time (12 bits); the
+                    // per-family tuples that may follow do not concern us.
+                    capabilities.graceful_restart = Some(u16::from_be_bytes([*hi, *lo]) & 0x0fff);
+                }
                 (65, [a, b, c, d]) => {
                     capabilities.four_octet_as = Some(u32::from_be_bytes([*a, *b, *c, *d]));
                 }
@@ -516,6 +526,21 @@ pub fn encode_keepalive() -> Vec<u8> {
     frame(MessageType::Keepalive, &[])
 }
 
+/// The End-of-RIB marker of a family (RFC 4724 section 2): an UPDATE
+/// without routes for IPv4 unicast; for another family an UPDATE whose only
+/// attribute is an MP_UNREACH_NLRI of that AFI/SAFI without NLRI.
+pub fn encode_end_of_rib(afi: u16, safi: u8) -> Vec<u8> {
+    if (afi, safi) == (1, 1) {
+        return frame(MessageType::Update, &[0, 0, 0, 0]);
+    }
+    let [afi_hi, afi_lo] = afi.to_be_bytes();
+    // Withdrawn length 0, attributes length 6: optional, MP_UNREACH_NLRI (15), length 3.
+    frame(
+        MessageType::Update,
+        &[0, 0, 0, 6, 0x80, 15, 3, afi_hi, afi_lo, safi],
+    )
+}
+
 /// What we say in our OPEN.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalOpen {
@@ -525,6 +550,8 @@ pub struct LocalOpen {
     pub hold_time: u16,
     /// Our BGP identifier.
     pub router_id: Ipv4Addr,
+    /// Graceful restart with this restart time (seconds, at most 4095).
+    pub graceful_restart: Option<u16>,
 }
 
 /// zettabgp failed to encode a message (a bug on our side, not the peer's).
@@ -533,14 +560,31 @@ pub struct LocalOpen {
 pub struct EncodeError(pub String);
 
 /// Our OPEN: version 4, AS, hold time, identifier, and the capabilities
-/// multiprotocol IPv4 and IPv6 unicast, route refresh and 4-octet AS.
+/// multiprotocol IPv4 and IPv6 unicast, route refresh and 4-octet AS, and
+/// graceful restart when configured.
 pub fn encode_open(open: &LocalOpen) -> Result<Vec<u8>, EncodeError> {
-    let caps = vec![
+    let mut caps = vec![
         BgpCapability::SafiIPv4u,
         BgpCapability::SafiIPv6u,
         BgpCapability::CapRR,
         BgpCapability::CapASN32(open.asn),
     ];
+    if let Some(restart_time) = open.graceful_restart {
+        // Forwarding state preserved for both families: the node's dataplane
+        // (kube-proxy) keeps forwarding while the speaker restarts. The
+        // Restart State bit stays clear: we cannot tell a restart from a
+        // first start, and the router does not need it to keep our routes.
+        let family = |afi| BgpCapGR {
+            afi,
+            safi: 1,
+            forwarding_state: true,
+        };
+        caps.push(BgpCapability::CapGR {
+            restart_time: restart_time.min(0x0fff),
+            restart_state: false,
+            afis: vec![family(1), family(2)],
+        });
+    }
     let mut params = BgpSessionParams::new(
         open.asn,
         open.hold_time,
@@ -674,6 +718,7 @@ mod tests {
             asn: 4_200_000_001,
             hold_time: 90,
             router_id: Ipv4Addr::new(10, 0, 0, 1),
+            graceful_restart: None,
         })
         .unwrap();
         let mut framer = Framer::default();
@@ -693,6 +738,7 @@ mod tests {
                 ipv6_unicast: true,
                 four_octet_as: Some(4_200_000_001),
                 route_refresh: true,
+                graceful_restart: None,
             }
         );
         // And zettabgp's own decoder reads the same OPEN.
@@ -711,6 +757,74 @@ mod tests {
                 .caps
                 .contains(&BgpCapability::CapASN32(4_200_000_001))
         );
+    }
+
+    #[test]
+    fn graceful_restart_capability_has_restart_time_and_forwarding_state_for_both_families() {
+        let bytes = encode_open(&LocalOpen {
+            asn: 64512,
+            hold_time: 90,
+            router_id: Ipv4Addr::new(10, 0, 0, 1),
+            graceful_restart: Some(120),
+        })
+        .unwrap();
+        let mut framer = Framer::default();
+        framer.push(&bytes);
+        let frame = framer.next_frame().unwrap().unwrap();
+        let Message::Open(open) = decode(&frame, true).unwrap() else {
+            panic!("not an OPEN");
+        };
+        assert_eq!(open.capabilities.graceful_restart, Some(120));
+        let params = BgpSessionParams::new(
+            1,
+            90,
+            BgpTransportMode::IPv4,
+            Ipv4Addr::new(1, 1, 1, 1),
+            vec![],
+        );
+        let mut theirs = zettabgp::prelude::BgpOpenMessage::new();
+        theirs.decode_from(&params, &frame.body).unwrap();
+        let gr = theirs
+            .caps
+            .iter()
+            .find_map(|c| match c {
+                BgpCapability::CapGR {
+                    restart_time,
+                    restart_state,
+                    afis,
+                } => Some((*restart_time, *restart_state, afis.clone())),
+                _ => None,
+            })
+            .expect("a graceful restart capability");
+        assert_eq!(gr.0, 120, "restart time");
+        assert!(!gr.1, "restart state bit clear");
+        let families: Vec<(u16, u8, bool)> =
+            gr.2.iter()
+                .map(|f| (f.afi, f.safi, f.forwarding_state))
+                .collect();
+        assert_eq!(families, vec![(1, 1, true), (2, 1, true)]);
+    }
+
+    #[test]
+    fn end_of_rib_markers_follow_rfc4724() {
+        let cases: [(&str, u16, Vec<u8>); 2] = [
+            ("ipv4_unicast_is_an_empty_update", 1, vec![0, 0, 0, 0]),
+            (
+                "ipv6_unicast_is_an_mp_unreach_nlri_without_nlri",
+                2,
+                vec![0, 0, 0, 6, 0x80, 15, 3, 0, 2, 1],
+            ),
+        ];
+        for (rule, afi, body) in cases {
+            let bytes = encode_end_of_rib(afi, 1);
+            let mut framer = Framer::default();
+            framer.push(&bytes);
+            let frame = framer.next_frame().unwrap().unwrap();
+            assert_eq!(frame.kind, MessageType::Update, "{rule}");
+            assert_eq!(frame.body, body, "{rule}");
+            // Our own UPDATE checks accept it, as a router's would.
+            assert!(decode(&frame, true).is_ok(), "{rule}");
+        }
     }
 
     #[test]

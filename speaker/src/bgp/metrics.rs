@@ -25,12 +25,21 @@ pub struct BgpMetrics {
     /// `metallb_bgp_pending_prefixes_total`: prefixes to announce that the
     /// peer does not have yet (session down, family not negotiated, no next hop).
     pub pending_prefixes: Family<PeerLabels, Gauge>,
+    /// `ferrolb_bgp_session_established_timestamp_seconds`: when the session
+    /// last reached Established (Unix time; `ferrolb status peers` shows the uptime).
+    pub established_at: Family<PeerLabels, Gauge>,
+    /// The BFD sessions that protect the BGP sessions.
+    pub bfd: crate::bfd::metrics::BfdMetrics,
 }
 
 impl BgpMetrics {
-    /// Registers the four families in `registry` and returns handles to them.
+    /// Registers the four families (and the BFD ones) in `registry` and
+    /// returns handles to them.
     pub fn register(registry: &mut Registry) -> Self {
-        let metrics = Self::default();
+        let metrics = Self {
+            bfd: crate::bfd::metrics::BfdMetrics::register(registry),
+            ..Self::default()
+        };
         registry.register(
             "metallb_bgp_session_up",
             "BGP session state (1 is up, 0 is down)",
@@ -52,6 +61,11 @@ impl BgpMetrics {
             "Number of prefixes that should be advertised on the BGP session but are not",
             metrics.pending_prefixes.clone(),
         );
+        registry.register(
+            "ferrolb_bgp_session_established_timestamp_seconds",
+            "When the BGP session last reached Established (Unix time), while it is",
+            metrics.established_at.clone(),
+        );
         metrics
     }
 
@@ -61,11 +75,24 @@ impl BgpMetrics {
         self.updates.remove(labels);
         self.announced_prefixes.remove(labels);
         self.pending_prefixes.remove(labels);
+        self.established_at.remove(labels);
     }
 
     /// Sets the state series of a peer.
     pub fn record(&self, labels: &PeerLabels, up: bool, announced: usize, pending: usize) {
-        self.session_up.get_or_create(labels).set(i64::from(up));
+        let was_up = self.session_up.get_or_create(labels).set(i64::from(up)) == 1;
+        match (was_up, up) {
+            (false, true) => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+                self.established_at.get_or_create(labels).set(now);
+            }
+            (true, false) => {
+                self.established_at.remove(labels);
+            }
+            _ => {}
+        }
         self.announced_prefixes
             .get_or_create(labels)
             .set(i64::try_from(announced).unwrap_or(i64::MAX));
@@ -98,6 +125,19 @@ mod tests {
         ] {
             assert!(text.contains(line), "{line} missing in\n{text}");
         }
+        assert!(
+            text.contains(
+                "ferrolb_bgp_session_established_timestamp_seconds{peer=\"192.0.2.1:179\"} 1"
+            ),
+            "the time of the first Established is kept:\n{text}"
+        );
+        metrics.record(&peer, false, 0, 3);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(
+            !text.contains("ferrolb_bgp_session_established_timestamp_seconds{"),
+            "no timestamp while down:\n{text}"
+        );
         metrics.remove(&peer);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use ferrolb_config::model::{BgpAdvertisement, Community, Peer, any_selector_matches};
+use ferrolb_config::model::{BfdProfile, BgpAdvertisement, Community, Peer, any_selector_matches};
 use ipnet::IpNet;
 
 use crate::announce::{ServiceIp, ServiceKey, ServiceSet};
@@ -35,6 +35,9 @@ pub struct PeerDesired {
     /// The prefixes to announce to it, shared with the session that
     /// announces them (at 10,000 Services a copy is a megabyte).
     pub routes: Arc<PeerRoutes>,
+    /// The BFD profile the peer names, resolved (validation guarantees it
+    /// exists); `None`: no BFD on this session.
+    pub bfd: Option<BfdProfile>,
 }
 
 /// Everything this node must do over BGP right now.
@@ -132,6 +135,13 @@ pub fn desired_bgp(node: &str, snapshot: &Snapshot) -> BgpDesired {
                 PeerDesired {
                     peer: peer.clone(),
                     routes: Arc::new(PeerRoutes::new()),
+                    bfd: peer.bfd_profile.as_ref().and_then(|name| {
+                        config
+                            .bfd_profiles
+                            .iter()
+                            .find(|b| &b.name == name)
+                            .cloned()
+                    }),
                 },
             );
         }
@@ -143,12 +153,14 @@ pub fn desired_bgp(node: &str, snapshot: &Snapshot) -> BgpDesired {
         if !service_qualifies(service, node) {
             continue;
         }
-        for &ip in &service.ips {
+        for ip in service.addresses() {
             let Some(pool) = config.pool_of(ip) else {
                 continue;
             };
+            let external = service.is_external(ip);
             let ads = config.bgp_advertisements.iter().filter(|ad| {
-                ad.pools.contains(&pool.name) && any_selector_matches(&ad.node_selectors, labels)
+                ad.announces(&pool.name, external)
+                    && any_selector_matches(&ad.node_selectors, labels)
             });
             let mut announced = false;
             for ad in ads {
@@ -208,6 +220,7 @@ mod tests {
             password: None,
             ebgp_multihop: false,
             bfd_profile: None,
+            graceful_restart: false,
         }
     }
 
@@ -221,6 +234,7 @@ mod tests {
             communities: vec![],
             node_selectors: vec![],
             peers: vec![],
+            external_ips: false,
         }
     }
 
@@ -300,6 +314,28 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    #[test]
+    fn external_ips_go_out_only_where_the_advertisement_allows_them() {
+        let mut svc = service("ext", &[], TrafficPolicy::Cluster, vec![ready_on("n1")]);
+        svc.external_ips = vec!["10.0.0.20".parse().unwrap(), "10.9.0.1".parse().unwrap()];
+        let cases = [
+            ("off by default", false, vec![]),
+            // 10.9.0.1 lies in the layer-2 pool: no BGP advertisement selects it.
+            (
+                "allowed: only the address in an announced pool",
+                true,
+                vec!["10.0.0.20/32"],
+            ),
+        ];
+        for (rule, allowed, want) in cases {
+            let mut snap = with_config(base(), |c| c.bgp_advertisements[0].external_ips = allowed);
+            snap.services = vec![svc.clone()];
+            let got = table(&desired_bgp("n1", &snap));
+            let want: Vec<String> = want.into_iter().map(String::from).collect();
+            assert_eq!(got.get("ebgp"), Some(&want), "{rule}");
+        }
     }
 
     #[test]

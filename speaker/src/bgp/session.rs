@@ -13,10 +13,11 @@ use std::time::Duration;
 use ferrolb_config::model::Peer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::bfd::coupling::Status as BfdStatus;
 use crate::bgp::fsm::{Action, DownReason, Event, Fsm, LocalEndpoint, SessionConfig, State, Timer};
 use crate::bgp::md5;
 use crate::bgp::message::{Framer, MessageType, code, decode};
@@ -63,6 +64,7 @@ impl SessionSettings {
                 hold_time: peer.hold_time,
                 keepalive_time: peer.keepalive_time,
                 router_id: peer.router_id,
+                graceful_restart: peer.graceful_restart,
             },
         }
     }
@@ -82,6 +84,10 @@ pub enum Command {
     Routes(Arc<PeerRoutes>),
     /// Send Cease with this subcode and end the task.
     Stop(u8),
+    /// The speaker shuts down: end the task (without Cease under graceful restart).
+    Shutdown,
+    /// Follow this BFD session's status (`None`: BFD no longer configured).
+    Bfd(Option<watch::Receiver<BfdStatus>>),
 }
 
 /// A running session task.
@@ -103,6 +109,18 @@ impl SessionHandle {
         let _ = self.commands.send(Command::Stop(subcode));
         self.task
     }
+
+    /// Asks the session to end because the speaker shuts down (no Cease
+    /// under graceful restart); returns its task.
+    pub fn shutdown(self) -> JoinHandle<()> {
+        let _ = self.commands.send(Command::Shutdown);
+        self.task
+    }
+
+    /// Makes the session follow a BFD session (or none).
+    pub fn set_bfd(&self, bfd: Option<watch::Receiver<BfdStatus>>) {
+        let _ = self.commands.send(Command::Bfd(bfd));
+    }
 }
 
 /// Starts a session task on the current tokio runtime.
@@ -110,9 +128,10 @@ pub fn spawn(
     settings: SessionSettings,
     routes: Arc<PeerRoutes>,
     metrics: BgpMetrics,
+    bfd: Option<watch::Receiver<BfdStatus>>,
 ) -> SessionHandle {
     let (commands, receiver) = mpsc::unbounded_channel();
-    let task = tokio::spawn(run(settings, routes, metrics, receiver));
+    let task = tokio::spawn(run(settings, routes, metrics, receiver, bfd));
     SessionHandle { commands, task }
 }
 
@@ -260,6 +279,7 @@ async fn run(
     routes: Arc<PeerRoutes>,
     metrics: BgpMetrics,
     mut commands: mpsc::UnboundedReceiver<Command>,
+    mut bfd: Option<watch::Receiver<BfdStatus>>,
 ) {
     let labels = settings.labels();
     let peer = settings.name.clone();
@@ -268,6 +288,9 @@ async fn run(
         Input::Event(Event::Routes(routes)),
         Input::Event(Event::Start),
     ]);
+    if let Some(rx) = bfd.as_mut() {
+        inputs.push_back(Input::Event(bfd_event(*rx.borrow_and_update())));
+    }
     let mut deadlines = Deadlines::default();
     let mut stream: Option<TcpStream> = None;
     let mut framer = Framer::default();
@@ -344,6 +367,9 @@ async fn run(
                         DownReason::ConnectionLost => {
                             tracing::warn!(%peer, "BGP connection lost");
                         }
+                        DownReason::GracefulRestart => {
+                            tracing::info!(%peer, "BGP connection closed without Cease (graceful restart)");
+                        }
                         DownReason::NoRouterId => {
                             tracing::error!(%peer, "no IPv4 address for the BGP identifier: set router-id");
                         }
@@ -370,6 +396,12 @@ async fn run(
             command = commands.recv(), if commands_open => match command {
                 Some(Command::Routes(routes)) => inputs.push_back(Input::Event(Event::Routes(routes))),
                 Some(Command::Stop(subcode)) => inputs.push_back(Input::Event(Event::Stop(subcode))),
+                Some(Command::Shutdown) => inputs.push_back(Input::Event(Event::Shutdown)),
+                Some(Command::Bfd(rx)) => {
+                    bfd = rx;
+                    let status = bfd.as_mut().map_or(BfdStatus::NotYetUp, |rx| *rx.borrow_and_update());
+                    inputs.push_back(Input::Event(bfd_event(status)));
+                }
                 None => {
                     // The owner is gone: shut down cleanly.
                     commands_open = false;
@@ -415,12 +447,35 @@ async fn run(
                     }
                 }
             },
+            changed = async { match bfd.as_mut() { Some(rx) => rx.changed().await, None => std::future::pending().await } }, if bfd.is_some() => {
+                let status = match (changed, bfd.as_mut()) {
+                    (Ok(()), Some(rx)) => *rx.borrow_and_update(),
+                    // The BFD session is gone: BGP runs without it.
+                    _ => {
+                        bfd = None;
+                        BfdStatus::NotYetUp
+                    }
+                };
+                if !status.allows_bgp() {
+                    tracing::warn!(%peer, "BFD session down: closing the BGP session");
+                }
+                inputs.push_back(Input::Event(bfd_event(status)));
+            },
             _ = sleep_until_opt(next_deadline), if next_deadline.is_some() => {
                 for timer in deadlines.expired(Instant::now()) {
                     inputs.push_back(Input::Event(Event::TimerExpired(timer)));
                 }
             },
         }
+    }
+}
+
+/// The state machine's event for a BFD status (RFC 5882).
+fn bfd_event(status: BfdStatus) -> Event {
+    if status.allows_bgp() {
+        Event::BfdUp
+    } else {
+        Event::BfdDown
     }
 }
 

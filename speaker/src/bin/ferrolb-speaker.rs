@@ -1,13 +1,12 @@
 //! `ferrolb-speaker`: makes the LAN send each Service IP's traffic to one node.
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use ferrolb_shell::startup::{self, ScopeArgs, StartupArgs, VERSION};
 use ferrolb_speaker::daemon::{self, Options};
-use ferrolb_speaker::logging::{LogFormat, init_logging};
 use ferrolb_speaker::membership::{DEFAULT_PORT, Timing};
 
 /// Announces the EXTERNAL-IPs of LoadBalancer Services from this node (layer 2: ARP/NDP).
@@ -20,12 +19,9 @@ struct Args {
     /// Namespace of the config, the CRDs, the speaker Pods and the memberlist Secret.
     #[arg(long, env = "METALLB_NAMESPACE", default_value = "metallb-system")]
     namespace: String,
-    /// Name of the ConfigMap holding the legacy config (key `config`).
-    #[arg(long = "config", default_value = "config")]
-    config_name: String,
-    /// Handle only Services with this spec.loadBalancerClass (default: only Services without one).
-    #[arg(long, env = "FERROLB_LB_CLASS")]
-    lb_class: Option<String>,
+    /// --config and --lb-class.
+    #[command(flatten)]
+    scope: ScopeArgs,
     /// Address of /metrics, /healthz and /readyz.
     #[arg(long, env = "FERROLB_METRICS_ADDR", default_value = "0.0.0.0:7472")]
     metrics_addr: SocketAddr,
@@ -67,21 +63,10 @@ struct Args {
     /// How often speakers missing from the live set are joined again, in seconds.
     #[arg(long, default_value_t = 10)]
     rejoin_interval_secs: u64,
-    /// Kubeconfig to use (default: KUBECONFIG, ~/.kube/config, or in-cluster).
-    #[arg(long)]
-    kubeconfig: Option<PathBuf>,
-    /// Log lines on stderr as `text` (colours only on a terminal) or `json` (one object per line).
-    #[arg(long, env = "FERROLB_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    log_format: LogFormat,
+    /// --kubeconfig and --log-format.
+    #[command(flatten)]
+    startup: StartupArgs,
 }
-
-/// `--version`: the crate version and the git commit it was built from.
-const VERSION: &str = concat!(
-    env!("CARGO_PKG_VERSION"),
-    " (commit ",
-    env!("FERROLB_GIT_COMMIT"),
-    ")"
-);
 
 // One thread: the speaker's work is small and mostly waiting; every worker
 // thread costs memory (its stack and its own malloc arena), and at 10,000
@@ -91,14 +76,6 @@ const VERSION: &str = concat!(
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    init_logging(args.log_format);
-    let client = match client(args.kubeconfig.as_deref()).await {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot build a Kubernetes client");
-            return ExitCode::from(2);
-        }
-    };
     let timing = Timing {
         probe_interval: Duration::from_millis(args.probe_interval_ms),
         probe_timeout: Duration::from_millis(args.probe_timeout_ms),
@@ -111,8 +88,8 @@ async fn main() -> ExitCode {
     let opts = Options {
         node_name: args.node_name,
         namespace: args.namespace,
-        config_name: args.config_name,
-        lb_class: args.lb_class,
+        config_name: args.scope.config_name,
+        lb_class: args.scope.lb_class,
         metrics_addr: args.metrics_addr,
         memberlist_port: args.memberlist_port,
         host_ip: args.host_ip,
@@ -121,42 +98,9 @@ async fn main() -> ExitCode {
         timing,
         rejoin_interval: Duration::from_secs(args.rejoin_interval_secs.max(1)),
     };
-    tracing::info!(node = %opts.node_name, namespace = %opts.namespace, "ferrolb speaker starting");
-    match daemon::run(client, opts, shutdown_signal()).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = %e, "speaker failed");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-async fn client(
-    kubeconfig: Option<&std::path::Path>,
-) -> Result<kube::Client, Box<dyn std::error::Error>> {
-    let config = match kubeconfig {
-        Some(path) => {
-            let kc = kube::config::Kubeconfig::read_from(path)?;
-            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-                .await?
-        }
-        None => kube::Config::infer().await?,
-    };
-    Ok(kube::Client::try_from(config)?)
-}
-
-/// SIGTERM (what the kubelet sends) or Ctrl-C.
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
-    }
+    startup::run(&args.startup, "speaker", |client, shutdown| {
+        tracing::info!(node = %opts.node_name, namespace = %opts.namespace, "ferrolb speaker starting");
+        daemon::run(client, opts, shutdown)
+    })
+    .await
 }

@@ -5,4 +5,5 @@ pub mod events;
 pub mod partial;
 pub mod projection;
 pub mod snapshot;
+pub mod status;
 pub mod watch;

@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 
+use ferrolb_config::model::ANNOUNCE_EXTERNAL_IPS_ANNOTATION;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::{Deserialize, Deserializer};
 
@@ -22,6 +23,7 @@ struct MetaPart {
     uid: Option<String>,
     resource_version: Option<String>,
     labels: Option<BTreeMap<String, String>>,
+    annotations: Option<BTreeMap<String, String>>,
 }
 
 impl MetaPart {
@@ -32,12 +34,18 @@ impl MetaPart {
             uid: self.uid,
             resource_version: self.resource_version,
             labels: self.labels.filter(|_| keep_labels),
+            // The one annotation the speaker reads; the others are dropped.
+            annotations: self
+                .annotations
+                .and_then(|mut a| a.remove_entry(ANNOUNCE_EXTERNAL_IPS_ANNOTATION))
+                .map(|(k, v)| BTreeMap::from([(k, v)])),
             ..ObjectMeta::default()
         }
     }
 }
 
-/// Reads `metadata` without labels (a Service's are never read).
+/// Reads `metadata` without labels (a Service's are never read), with
+/// only the `ferrolb.io/announce-external-ips` annotation.
 fn meta_without_labels<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error> {
     Ok(Option::<MetaPart>::deserialize(d)?
         .unwrap_or_default()
@@ -54,7 +62,7 @@ fn meta_with_labels<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Er
 /// A core/v1 Service, as far as the speaker reads it.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct Service {
-    /// Name, namespace, uid and resourceVersion only.
+    /// Name, namespace, uid, resourceVersion and the external-IPs annotation only.
     #[serde(default, deserialize_with = "meta_without_labels")]
     pub metadata: ObjectMeta,
     /// `spec`.
@@ -76,6 +84,9 @@ pub struct ServiceSpec {
     pub load_balancer_class: Option<String>,
     /// `spec.externalTrafficPolicy`.
     pub external_traffic_policy: Option<String>,
+    /// `spec.externalIPs`.
+    #[serde(rename = "externalIPs")]
+    pub external_ips: Option<Vec<String>>,
 }
 
 /// The `status` fields of a Service the speaker reads.
@@ -168,6 +179,32 @@ mod tests {
     use kube::Resource;
     use serde_json::json;
 
+    #[test]
+    fn only_the_external_ips_annotation_and_the_external_ips_are_kept() {
+        let svc: Service = serde_json::from_value(json!({
+            "metadata": {"name": "web", "annotations": {
+                "metallb.universe.tf/address-pool": "default",
+                "ferrolb.io/announce-external-ips": "true",
+            }},
+            "spec": {"type": "ClusterIP", "externalIPs": ["192.168.5.9"]},
+        }))
+        .unwrap();
+        assert_eq!(
+            svc.metadata.annotations,
+            Some(
+                [(
+                    "ferrolb.io/announce-external-ips".to_string(),
+                    "true".to_string()
+                )]
+                .into()
+            )
+        );
+        assert_eq!(
+            svc.spec.unwrap().external_ips,
+            Some(vec!["192.168.5.9".to_string()])
+        );
+    }
+
     /// A Service as a real API server sends it: every field the speaker
     /// does not read included.
     fn full_service() -> serde_json::Value {
@@ -216,6 +253,7 @@ mod tests {
                 type_: Some("LoadBalancer".into()),
                 load_balancer_class: Some("ferrolb".into()),
                 external_traffic_policy: Some("Local".into()),
+                external_ips: None,
             })
         );
         let ingress = svc.status.unwrap().load_balancer.unwrap().ingress.unwrap();

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 
+use ferrolb_config::model::ANNOUNCE_EXTERNAL_IPS_ANNOTATION;
 use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod, Secret};
 
 use super::partial::{EndpointSlice, Service};
@@ -84,42 +85,71 @@ pub struct ServiceRecord {
     pub uid: Option<String>,
     /// `status.loadBalancer.ingress[].ip`, in status order.
     pub ips: Vec<IpAddr>,
+    /// `spec.externalIPs` to announce too (the Service carries the
+    /// annotation), in spec order, without the status IPs.
+    pub external_ips: Vec<IpAddr>,
     /// `spec.externalTrafficPolicy`.
     pub traffic_policy: TrafficPolicy,
 }
 
-/// The record of `service`, or `None` when it is not handled or has no
-/// address yet.
+/// The record of `service`, or `None` when it has nothing to announce: a
+/// LoadBalancer Service of ours without an address yet, and a Service of
+/// another type without announced external IPs. A LoadBalancer Service of
+/// another class is never ours, external IPs included.
 pub fn service_record(service: &Service, lb_class: Option<&str>) -> Option<ServiceRecord> {
-    if !is_handled(service, lb_class) {
+    let spec = service.spec.as_ref()?;
+    let handled = is_handled(service, lb_class);
+    if spec.type_.as_deref() == Some("LoadBalancer") && !handled {
         return None;
     }
-    let ips: Vec<IpAddr> = service
-        .status
-        .as_ref()?
-        .load_balancer
-        .as_ref()?
-        .ingress
-        .as_ref()?
-        .iter()
-        .filter_map(|i| i.ip.as_deref()?.parse().ok())
-        .collect();
-    if ips.is_empty() {
-        return None;
-    }
-    let traffic_policy = match service
-        .spec
+    let ips: Vec<IpAddr> = if handled {
+        status_ips(service)
+    } else {
+        Vec::new()
+    };
+    let wants_external = service
+        .metadata
+        .annotations
         .as_ref()
-        .and_then(|s| s.external_traffic_policy.as_deref())
-    {
+        .and_then(|a| a.get(ANNOUNCE_EXTERNAL_IPS_ANNOTATION))
+        .is_some_and(|v| v == "true");
+    let mut external_ips: Vec<IpAddr> = Vec::new();
+    if wants_external {
+        for ip in spec
+            .external_ips
+            .iter()
+            .flatten()
+            .filter_map(|s| s.parse().ok())
+        {
+            if !ips.contains(&ip) && !external_ips.contains(&ip) {
+                external_ips.push(ip);
+            }
+        }
+    }
+    if ips.is_empty() && external_ips.is_empty() {
+        return None;
+    }
+    let traffic_policy = match spec.external_traffic_policy.as_deref() {
         Some("Local") => TrafficPolicy::Local,
         _ => TrafficPolicy::Cluster,
     };
     Some(ServiceRecord {
         uid: service.metadata.uid.clone(),
         ips,
+        external_ips,
         traffic_policy,
     })
+}
+
+/// `status.loadBalancer.ingress[].ip`, in status order.
+fn status_ips(service: &Service) -> Vec<IpAddr> {
+    service
+        .status
+        .iter()
+        .filter_map(|s| s.load_balancer.as_ref()?.ingress.as_ref())
+        .flatten()
+        .filter_map(|i| i.ip.as_deref()?.parse().ok())
+        .collect()
 }
 
 /// What election needs of the Service `key` with `record`; its endpoints
@@ -134,6 +164,7 @@ pub fn service_view(
         endpoints: endpoints.remove(&key).unwrap_or_default(),
         key,
         ips: record.ips.clone(),
+        external_ips: record.external_ips.clone(),
         traffic_policy: record.traffic_policy,
     }
 }
@@ -263,6 +294,7 @@ mod tests {
                 type_: Some("LoadBalancer".into()),
                 load_balancer_class: class.map(String::from),
                 external_traffic_policy: policy.map(String::from),
+                external_ips: None,
             }),
             status: Some(ServiceStatus {
                 load_balancer: Some(LoadBalancerStatus {
@@ -295,6 +327,77 @@ mod tests {
                     })
                     .collect(),
             ),
+        }
+    }
+
+    #[test]
+    fn external_ips_are_kept_only_for_services_that_ask() {
+        let with = |type_: &str,
+                    class: Option<&str>,
+                    annotated: bool,
+                    status: &[&str],
+                    external: &[&str]| {
+            let mut svc = lb_service("e", class, None, status);
+            let spec = svc.spec.as_mut().unwrap();
+            spec.type_ = Some(type_.into());
+            spec.external_ips = Some(external.iter().map(|s| s.to_string()).collect());
+            if annotated {
+                svc.metadata.annotations = Some(
+                    [(
+                        ANNOUNCE_EXTERNAL_IPS_ANNOTATION.to_string(),
+                        "true".to_string(),
+                    )]
+                    .into(),
+                );
+            }
+            svc
+        };
+        // (rule, Service, (status IPs, external IPs) of its record if any)
+        type Case<'a> = (&'a str, Service, Option<(Vec<&'a str>, Vec<&'a str>)>);
+        let cases: Vec<Case> = vec![
+            (
+                "not annotated: ignored",
+                with("ClusterIP", None, false, &[], &["10.0.0.9"]),
+                None,
+            ),
+            (
+                "annotated ClusterIP Service",
+                with("ClusterIP", None, true, &[], &["10.0.0.9"]),
+                Some((vec![], vec!["10.0.0.9"])),
+            ),
+            (
+                "LoadBalancer: status IPs first, external ones without repeats",
+                with(
+                    "LoadBalancer",
+                    None,
+                    true,
+                    &["10.0.0.1"],
+                    &["10.0.0.1", "10.0.0.9", "10.0.0.9", "bad"],
+                ),
+                Some((vec!["10.0.0.1"], vec!["10.0.0.9"])),
+            ),
+            (
+                "an annotated LoadBalancer waiting for its IP announces the external one",
+                with("LoadBalancer", None, true, &[], &["10.0.0.9"]),
+                Some((vec![], vec!["10.0.0.9"])),
+            ),
+            (
+                "another class's LoadBalancer is never ours",
+                with("LoadBalancer", Some("other"), true, &[], &["10.0.0.9"]),
+                None,
+            ),
+        ];
+        for (rule, svc, want) in cases {
+            let got = service_record(&svc, None).map(|r| (r.ips, r.external_ips));
+            let want = want.map(|(ips, ext)| {
+                let parse = |v: Vec<&str>| {
+                    v.into_iter()
+                        .map(|s| s.parse().unwrap())
+                        .collect::<Vec<IpAddr>>()
+                };
+                (parse(ips), parse(ext))
+            });
+            assert_eq!(got, want, "{rule}");
         }
     }
 

@@ -1,15 +1,15 @@
-//! Watchers: one reflector per kind the speaker reads. They keep the local
-//! stores current and send a small [`Change`] note to the main loop; they
-//! decide nothing themselves.
+//! Watchers: one reflector per kind the speaker reads (the loop itself is
+//! the shell's, [`ferrolb_shell::watch`]). They keep the local stores
+//! current and send a small [`Change`] note to the main loop; they decide
+//! nothing themselves.
 
 use std::fmt::Debug;
 use std::hash::Hash;
 
-use futures::StreamExt;
+use ferrolb_shell::watch::{self, Seen};
 use kube::Resource;
 use kube::api::Api;
-use kube::runtime::WatchStreamExt;
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::Store;
 use kube::runtime::watcher::{self, Event};
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc::UnboundedSender;
@@ -71,11 +71,9 @@ where
     K: Resource + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
     K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
 {
-    let (store, mut writer) = reflector::store();
-    spawn_with(api, config, source, tx, move |event: Event<K>| {
-        writer.apply_watcher_event(&event.modify(trim));
-    });
-    store
+    watch::spawn(api, config, source, tx, trim, move |seen| {
+        note(source, seen)
+    })
 }
 
 /// Runs a watcher over `api` with `config`, handing every event to `sink`
@@ -85,60 +83,28 @@ pub(super) fn spawn_with<K>(
     config: watcher::Config,
     source: Source,
     tx: UnboundedSender<Change>,
-    mut sink: impl FnMut(Event<K>) + Send + 'static,
+    sink: impl FnMut(Event<K>) + Send + 'static,
 ) where
     K: Resource + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
 {
-    tokio::spawn(async move {
-        let mut stream = watcher::watcher(api, config).default_backoff().boxed();
-        let mut absent = false;
-        while let Some(item) = stream.next().await {
-            let change = match item {
-                Ok(event) => {
-                    let change = match &event {
-                        Event::Apply(_) | Event::Delete(_) => Some(Change::Touched(source)),
-                        // The store is only swapped in at InitDone: one note then is enough.
-                        Event::Init | Event::InitApply(_) => None,
-                        Event::InitDone => {
-                            absent = false;
-                            Some(Change::Synced(source))
-                        }
-                    };
-                    sink(event);
-                    change
-                }
-                Err(e) if is_not_found(&e) => {
-                    // Report absence once per outage, not on every backoff retry.
-                    (!std::mem::replace(&mut absent, true)).then(|| {
-                        tracing::info!(
-                            ?source,
-                            "resource not served by the API server; treated as empty"
-                        );
-                        Change::Absent(source)
-                    })
-                }
-                Err(e) => {
-                    tracing::warn!(?source, error = %e, "watch failed; retrying with backoff");
-                    None
-                }
-            };
-            if let Some(change) = change
-                && tx.send(change).is_err()
-            {
-                break;
-            }
-        }
-    });
+    watch::spawn_with(
+        api,
+        config,
+        source,
+        tx,
+        move |seen| note(source, seen),
+        sink,
+    );
 }
 
-/// A 404 on list or watch: the kind (a CRD) is not installed.
-fn is_not_found(e: &watcher::Error) -> bool {
-    match e {
-        watcher::Error::InitialListFailed(kube::Error::Api(s))
-        | watcher::Error::WatchStartFailed(kube::Error::Api(s))
-        | watcher::Error::WatchFailed(kube::Error::Api(s)) => s.code == 404,
-        watcher::Error::WatchError(s) => s.code == 404,
-        _ => false,
+/// The note for what a watcher of `source` saw: one per change, none per
+/// object of a (re)list (the store is only swapped in when it is complete).
+fn note<K>(source: Source, seen: Seen<'_, K>) -> Option<Change> {
+    match seen {
+        Seen::Changed(_) => Some(Change::Touched(source)),
+        Seen::Listed(_) => None,
+        Seen::Synced => Some(Change::Synced(source)),
+        Seen::Absent => Some(Change::Absent(source)),
     }
 }
 

@@ -322,6 +322,7 @@ mod tests {
             pools: vec!["p".into()],
             node_selectors: vec![],
             interfaces: ifs.iter().map(|s| s.to_string()).collect(),
+            external_ips: false,
         };
         let config = |ads: Vec<L2Advertisement>| Config {
             l2_advertisements: ads,

@@ -1,10 +1,7 @@
 //! The daemon's log output: human-readable text (ANSI colours only when
 //! stderr is a terminal) or one JSON object per line, on stderr.
 //!
-//! One file for both daemons, so that they log the same fields: the speaker
-//! compiles this file as its own `ferrolb_speaker::logging` (`#[path]` in
-//! its lib.rs), since neither crate may depend on the other; it moves to the
-//! shared Kubernetes shell once that crate exists.
+//! One set-up for both daemons, so that they log the same fields.
 
 use std::io::IsTerminal;
 

@@ -1,6 +1,6 @@
-//! Puts the git commit into `--version` (`FERROLB_GIT_COMMIT`): the short
-//! hash of HEAD, or `unknown` without git or outside a clone. Never fails.
-//! The speaker uses this same script (`build` in speaker/Cargo.toml).
+//! Puts the git commit into `--version` (`FERROLB_GIT_COMMIT`, read by
+//! `startup::VERSION`): the short hash of HEAD, or `unknown` without git or
+//! outside a clone. Never fails.
 
 use std::path::Path;
 use std::process::Command;
