@@ -148,7 +148,8 @@ pub fn report(view: &ClusterView) -> Vec<Row> {
 
 /// Why a Service has no IP: the controller's last `AllocationFailed` Event
 /// first (what the controller itself said), then what the config and the
-/// allocator say now.
+/// allocator say now. A stale config is named even after an Event: the
+/// controller decided with its previous config, which may be why.
 fn no_ip_reason(
     service: &Service,
     failures: &BTreeMap<String, String>,
@@ -156,21 +157,30 @@ fn no_ip_reason(
     refused: Option<&str>,
     planned_error: Option<&str>,
 ) -> String {
-    if let Some(note) = service
+    let stale = match (config, refused) {
+        (Err(errors), _) => {
+            let first = errors
+                .iter()
+                .next()
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            Some(format!(
+                "config stale: the cluster's config is invalid, the controller keeps its previous one ({first})"
+            ))
+        }
+        (Ok(_), Some(refused)) => Some(format!("config stale: {refused}")),
+        (Ok(_), None) => None,
+    };
+    let event = service
         .metadata
         .uid
         .as_ref()
-        .and_then(|uid| failures.get(uid))
-    {
-        return note.clone();
-    }
-    match (config, refused, planned_error) {
-        (Err(errors), _, _) => {
-            let first = errors.iter().next().map(ToString::to_string).unwrap_or_default();
-            format!("config stale: the cluster's config is invalid, the controller keeps its previous one ({first})")
-        }
-        (Ok(_), Some(refused), _) => format!("config stale: {refused}"),
-        (Ok(_), None, Some(error)) if !error.is_empty() => error.to_string(),
+        .and_then(|uid| failures.get(uid));
+    match (event, stale, planned_error) {
+        (Some(note), Some(stale), _) => format!("{note}; {stale}"),
+        (Some(note), None, _) => note.clone(),
+        (None, Some(stale), _) => stale,
+        (None, None, Some(error)) if !error.is_empty() => error.to_string(),
         _ => "pending: the config gives it an IP, but the controller has not assigned it (is the controller running?)".to_string(),
     }
 }

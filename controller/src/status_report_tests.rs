@@ -159,6 +159,17 @@ fn each_unannounced_service_says_why() {
             config("address-pools:\n- name: x\n  protocol: layer2\n  addresses: [not-an-ip]\n");
         v
     };
+    let event_and_stale = {
+        let mut v = view(vec![service("c", &[], Some("nosuch"))]);
+        v.events = vec![failed(
+            "c",
+            "2026-12-02T10:00:05.000000Z",
+            "unknown pool \"nosuch\"",
+        )];
+        v.config =
+            config("address-pools:\n- name: x\n  protocol: layer2\n  addresses: [not-an-ip]\n");
+        v
+    };
     let unadvertised = {
         let mut v = view(vec![service("c", &["192.168.5.240"], None)]);
         // An IPAddressPool without any advertisement selecting it.
@@ -195,6 +206,11 @@ fn each_unannounced_service_says_why() {
             "unknown pool \"nosuch\"",
         ),
         ("invalid config: config stale", invalid, "config stale: "),
+        (
+            "an Event and a stale config: both",
+            event_and_stale,
+            "unknown pool \"nosuch\"; config stale: ",
+        ),
         (
             "an IP but a pool nobody advertises",
             unadvertised,

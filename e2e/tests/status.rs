@@ -258,6 +258,28 @@ fn ferrolb_status_shows_who_announces_and_why_the_others_are_pending() {
     assert_eq!(run.code, 1, "some Service shown is pending");
     let run = cluster.ferrolb(&["status", "nosuch"]);
     assert_eq!(run.code, 2, "an unknown Service is a usage error: {run:?}");
+
+    // A config the controller refuses (a pool `fresh` with a bad address):
+    // a Service asking for `fresh` is told the pool is unknown, and why.
+    cluster.apply_config(&format!(
+        "{TUTORIAL_CONFIG}- name: fresh\n  protocol: layer2\n  addresses:\n  - not-an-address\n"
+    ));
+    cluster.create_service(in_pool("late", "fresh"));
+    cluster
+        .wait_for("ferrolb status to say the config is stale", || {
+            let (_, rows) = status_json(&cluster, &["late"]);
+            let reason = rows
+                .get("late")
+                .and_then(|r| r["reason"].as_str())
+                .unwrap_or_default()
+                .to_string();
+            last = rows;
+            Ok(
+                (reason.contains("unknown pool \"fresh\"") && reason.contains("config stale: "))
+                    .then_some(()),
+            )
+        })
+        .unwrap_or_else(|e| panic!("{e}; last rows: {last:?}"));
 }
 
 #[test]
