@@ -98,7 +98,18 @@ pub fn router(exporter: Arc<Exporter>) -> Router {
 /// Serves [`router`] on `addr` until the task is dropped; an error is a
 /// failed bind (or accept loop).
 pub async fn serve(addr: SocketAddr, exporter: Arc<Exporter>) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+    // Said at once, either way: a daemon whose endpoint never answers is
+    // otherwise only explained when it exits, after its hand-over.
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => {
+            tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
+            l
+        }
+        Err(e) => {
+            tracing::error!(%addr, error = %e, "cannot listen for /metrics, /healthz and /readyz");
+            return Err(e);
+        }
+    };
     axum::serve(listener, router(exporter)).await
 }
 
