@@ -20,9 +20,6 @@ use ferrolb_e2e::lab::netns;
 use ferrolb_e2e::lab::topology::Host;
 use ferrolb_e2e::routers::{self, Router, RouterKind};
 use ipnet::IpNet;
-use k8s_openapi::api::events::v1::Event;
-use kube::Api;
-use kube::api::ListParams;
 
 /// How long sessions and routes may take to appear.
 const SESSION: Duration = Duration::from_secs(40);
@@ -167,27 +164,17 @@ fn frr_drops_a_cut_node_within_the_bfd_detection_time() {
 
 /// The notes of the `bfdSessionDown` Warning Events on Node `node`.
 fn bfd_down_events(cluster: &Cluster, node: &str) -> Vec<String> {
-    let events = cluster.api(|client| async move {
-        Api::<Event>::namespaced(client, "default")
-            .list(&ListParams::default())
-            .await
-    });
-    events
-        .items
-        .into_iter()
-        .filter(|e| {
-            e.reason.as_deref() == Some("bfdSessionDown")
-                && e.type_.as_deref() == Some("Warning")
-                && e.regarding.as_ref().is_some_and(|r| {
-                    // kubectl describe node matches kind, name and uid.
-                    r.kind.as_deref() == Some("Node")
-                        && r.name.as_deref() == Some(node)
-                        && r.uid.is_some()
-                        && r.namespace.is_none()
-                })
-        })
-        .filter_map(|e| e.note)
-        .collect()
+    cluster.event_notes(|e| {
+        e.reason.as_deref() == Some("bfdSessionDown")
+            && e.type_.as_deref() == Some("Warning")
+            && e.regarding.as_ref().is_some_and(|r| {
+                // kubectl describe node matches kind, name and uid.
+                r.kind.as_deref() == Some("Node")
+                    && r.name.as_deref() == Some(node)
+                    && r.uid.is_some()
+                    && r.namespace.is_none()
+            })
+    })
 }
 
 /// The router cut off the LAN: every node's BFD sessions fail, and each

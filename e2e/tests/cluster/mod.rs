@@ -500,6 +500,15 @@ impl Cluster {
 
     /// The notes of the `nodeAssigned` Events on Service `service`.
     pub fn node_assigned_notes(&self, service: &str) -> Vec<String> {
+        self.event_notes(|e| {
+            e.reason.as_deref() == Some("nodeAssigned")
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(service)
+        })
+    }
+
+    /// The notes of the events.k8s.io Events of [`APPS`] (where a
+    /// cluster-scoped object's Events go too) that `select` picks.
+    pub fn event_notes(&self, select: impl Fn(&Event) -> bool) -> Vec<String> {
         let events = self.api(|client| async move {
             Api::<Event>::namespaced(client, APPS)
                 .list(&ListParams::default())
@@ -508,10 +517,7 @@ impl Cluster {
         events
             .items
             .into_iter()
-            .filter(|e| {
-                e.reason.as_deref() == Some("nodeAssigned")
-                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(service)
-            })
+            .filter(|e| select(e))
             .filter_map(|e| e.note)
             .collect()
     }
