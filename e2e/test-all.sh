@@ -7,7 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 . e2e/packages.sh
-install_packages iproute2 bird2 frr gobgpd arping ndisc6 iputils-ping procps umoci skopeo ca-certificates
+# kubectl: the webhook tests apply files with it, as a user does.
+install_packages iproute2 bird2 frr gobgpd arping ndisc6 iputils-ping procps umoci skopeo ca-certificates kubectl
 # The router daemons are only ever started by the lab, inside its namespaces.
 for svc in bird frr gobgpd; do
   systemctl disable --now "$svc" >/dev/null 2>&1 || true

@@ -18,6 +18,15 @@ pub const GROUP: &str = "metallb.io";
 pub const VERSION: &str = "v1beta1";
 /// `apiVersion` of the resources.
 pub const API_VERSION: &str = "metallb.io/v1beta1";
+/// The kinds a configuration is made of (the status kinds are not).
+pub const CONFIG_KINDS: [&str; 6] = [
+    "IPAddressPool",
+    "L2Advertisement",
+    "BGPAdvertisement",
+    "BGPPeer",
+    "Community",
+    "BFDProfile",
+];
 
 /// `IPAddressPool`: addresses that may be handed to Services.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]

@@ -28,16 +28,6 @@ use crate::service::{ServiceRequest, qualifies};
 /// The only AdmissionReview version served (the one kube-apiserver 1.24 sends first).
 pub const API_VERSION: &str = "admission.k8s.io/v1";
 
-/// The metallb.io kinds the controller reads.
-pub const KINDS: [&str; 6] = [
-    "IPAddressPool",
-    "L2Advertisement",
-    "BGPAdvertisement",
-    "BGPPeer",
-    "Community",
-    "BFDProfile",
-];
-
 /// HTTP-like code of a refusal: the object does not validate.
 pub const DENIED_CODE: u16 = 422;
 
@@ -308,7 +298,7 @@ fn change_of(request: &Request, scope: &Scope) -> Result<Change, String> {
             });
             Ok(Change::ConfigMap(text))
         }
-        (crd::GROUP, kind) if ours && KINDS.contains(&kind) => Ok(Change::Resource {
+        (crd::GROUP, kind) if ours && crd::CONFIG_KINDS.contains(&kind) => Ok(Change::Resource {
             kind: kind.to_string(),
             name: request.name.clone(),
             object: new_object()?.map(|mut o| {

@@ -56,14 +56,22 @@ pub fn speakers(pods: &[Pod]) -> BTreeMap<String, IpAddr> {
         .collect()
 }
 
+/// The plain-HTTP client [`scrape`] uses, one for every speaker.
+pub type MetricsClient = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    http_body_util::Empty<bytes::Bytes>,
+>;
+
+/// A [`MetricsClient`].
+pub fn metrics_client() -> MetricsClient {
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http()
+}
+
 /// The text of `http://address:port/metrics`, or why it could not be read.
-pub async fn scrape(address: IpAddr, port: u16) -> Result<String, String> {
-    use http_body_util::{BodyExt, Empty};
-    use hyper_util::client::legacy::Client;
-    use hyper_util::rt::TokioExecutor;
+pub async fn scrape(client: &MetricsClient, address: IpAddr, port: u16) -> Result<String, String> {
+    use http_body_util::BodyExt;
 
     let url = format!("http://{}/metrics", SocketAddr::new(address, port));
-    let client: Client<_, Empty<bytes::Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let uri: http::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
     let fetch = async {
         let response = client.get(uri).await.map_err(|e| format!("{url}: {e}"))?;

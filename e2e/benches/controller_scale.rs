@@ -71,12 +71,7 @@ fn report(what: &str, values: &[f64]) {
 
 /// One trial in a fresh lab: (ceiling, controller time, controller peak RSS bytes).
 fn trial_once() -> (Duration, Duration, u64) {
-    let mut lab = Lab::up(&LabConfig {
-        nodes: 1,
-        routers: false,
-        ..LabConfig::default()
-    })
-    .expect("lab up (needs root)");
+    let mut lab = Lab::up(&LabConfig::control_plane_only()).expect("lab up (needs root)");
     let cluster = Cluster::new(lab.control_plane().expect("control plane"));
 
     // The ceiling: the client creates the Services and writes their status itself.

@@ -44,12 +44,8 @@ struct Env {
 impl Env {
     /// A lab with a control plane (no routers) and the controller running on `config`.
     fn up(config: &str) -> Env {
-        let mut lab = Lab::up(&LabConfig {
-            nodes: 1,
-            routers: false,
-            ..LabConfig::default()
-        })
-        .expect("lab up (needs root and iproute2)");
+        let mut lab =
+            Lab::up(&LabConfig::control_plane_only()).expect("lab up (needs root and iproute2)");
         let cluster = Cluster::new(lab.control_plane().expect("control plane"));
         cluster.apply_config(config).expect("apply the ConfigMap");
         let controller = spawn_controller(&mut lab, &[]).expect("start ferrolb-controller");

@@ -188,12 +188,8 @@ fn controller_image_answers_health_checks_against_the_lab_api_server() {
     let bundle = unpack(&out, "controller");
     let (args, user) = process_of(&bundle);
     let rootfs = bundle.join("rootfs");
-    let mut lab = Lab::up(&LabConfig {
-        nodes: 1,
-        routers: false,
-        ..LabConfig::default()
-    })
-    .expect("lab up (needs root and iproute2)");
+    let mut lab =
+        Lab::up(&LabConfig::control_plane_only()).expect("lab up (needs root and iproute2)");
     // The controller's own ServiceAccount kubeconfig, readable by the image's user.
     let kubeconfig = lab
         .kubeconfig_of(Identity::Controller)

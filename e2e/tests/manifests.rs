@@ -104,12 +104,7 @@ fn dry_run(lab: &Lab, example: &Example) -> Result<(), String> {
 
 #[test]
 fn every_documented_example_is_accepted_by_the_api_server_and_by_ferrolb() {
-    let lab = Lab::up(&LabConfig {
-        nodes: 1,
-        routers: false,
-        ..LabConfig::default()
-    })
-    .expect("lab up (needs root and iproute2)");
+    let lab = Lab::up(&LabConfig::control_plane_only()).expect("lab up (needs root and iproute2)");
     let examples = examples();
     // The example manifest, the ConfigMap of the migration guide and every CRD kind.
     assert!(
@@ -122,15 +117,7 @@ fn every_documented_example_is_accepted_by_the_api_server_and_by_ferrolb() {
         .flat_map(|e| identity::objects_of(&e.text).unwrap())
         .map(|o| o["kind"].as_str().unwrap_or_default().to_string())
         .collect();
-    for kind in [
-        "ConfigMap",
-        "IPAddressPool",
-        "L2Advertisement",
-        "BGPAdvertisement",
-        "BGPPeer",
-        "Community",
-        "BFDProfile",
-    ] {
+    for kind in std::iter::once("ConfigMap").chain(ferrolb_config::crd::CONFIG_KINDS) {
         assert!(
             kinds.iter().any(|k| k == kind),
             "no {kind} example: {kinds:?}"
@@ -157,12 +144,7 @@ fn every_documented_example_is_accepted_by_the_api_server_and_by_ferrolb() {
 /// own validation refuses both, which the config crate's tests show.)
 #[test]
 fn real_server_refuses_a_custom_resource_that_breaks_its_schema() {
-    let lab = Lab::up(&LabConfig {
-        nodes: 1,
-        routers: false,
-        ..LabConfig::default()
-    })
-    .expect("lab up (needs root and iproute2)");
+    let lab = Lab::up(&LabConfig::control_plane_only()).expect("lab up (needs root and iproute2)");
     let bad = Example {
         source: "a bad pool".into(),
         text: "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata: {name: bad, namespace: metallb-system}\nspec: {addresses: 192.168.9.0/24, colour: blue}\n".into(),
@@ -198,12 +180,7 @@ fn installed_objects() -> Vec<Value> {
 /// nothing is left behind.
 #[test]
 fn one_command_uninstall_leaves_nothing_behind() {
-    let lab = Lab::up(&LabConfig {
-        nodes: 1,
-        routers: false,
-        ..LabConfig::default()
-    })
-    .expect("lab up (needs root and iproute2)");
+    let lab = Lab::up(&LabConfig::control_plane_only()).expect("lab up (needs root and iproute2)");
     let objects = installed_objects();
     assert!(objects.len() >= 15, "{objects:?}");
     let cp = lab.control_plane().unwrap().clone();

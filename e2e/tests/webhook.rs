@@ -32,12 +32,8 @@ struct Env {
 
 impl Env {
     fn up() -> Env {
-        let mut lab = Lab::up(&LabConfig {
-            nodes: 1,
-            routers: false,
-            ..LabConfig::default()
-        })
-        .expect("lab up (needs root and iproute2)");
+        let mut lab =
+            Lab::up(&LabConfig::control_plane_only()).expect("lab up (needs root and iproute2)");
         let cluster = Cluster::new(lab.control_plane().expect("control plane"));
         let cp = lab.topology().control_plane.ipv4;
         let addr = format!("{cp}:{WEBHOOK_PORT}");

@@ -328,15 +328,23 @@ async fn run_peers(args: &PeersArgs, io: &mut Io<'_>) -> Exit {
         Ok(l) => l.items,
         Err(e) => return io.fail(&format!("cannot list the speaker Pods: {e}")),
     };
+    // Every speaker at once: an unreachable one costs one timeout, not one each.
+    let speakers = peer_report::speakers(&pods);
+    let client = peer_report::metrics_client();
+    let scraped = futures::future::join_all(
+        speakers
+            .values()
+            .map(|address| peer_report::scrape(&client, *address, args.metrics_port)),
+    )
+    .await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
     let mut rows: Vec<PeerRow> = Vec::new();
-    for (node, address) in peer_report::speakers(&pods) {
-        let scraped = peer_report::scrape(address, args.metrics_port).await;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
+    for (node, text) in speakers.keys().zip(&scraped) {
         rows.extend(peer_report::rows(
-            &node,
-            scraped.as_deref().map_err(String::as_str),
+            node,
+            text.as_deref().map_err(String::as_str),
             now,
         ));
     }

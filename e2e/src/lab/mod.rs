@@ -124,6 +124,18 @@ pub struct LabConfig {
     pub persistent: bool,
 }
 
+impl LabConfig {
+    /// One node and no routers: for tests of the API side (the controller,
+    /// the webhook, the manifests, the images).
+    pub fn control_plane_only() -> Self {
+        Self {
+            nodes: 1,
+            routers: false,
+            ..Self::default()
+        }
+    }
+}
+
 impl Default for LabConfig {
     fn default() -> Self {
         Self {

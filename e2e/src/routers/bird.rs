@@ -367,14 +367,7 @@ mod tests {
 
     #[test]
     fn bfd_and_graceful_restart_lines_follow_each_neighbor() {
-        let c = RouterConfig::new(64501, "192.168.4.201".parse().unwrap())
-            .neighbor(Neighbor::new("192.168.4.11".parse().unwrap(), 64512).bfd(100, 3))
-            .neighbor(Neighbor::new("192.168.4.12".parse().unwrap(), 64512).graceful_restart())
-            .neighbor(
-                Neighbor::new("192.168.4.13".parse().unwrap(), 64512)
-                    .bfd(100, 3)
-                    .graceful_restart(),
-            );
+        let c = crate::routers::tests::bfd_and_graceful_restart_config(64501, "192.168.4.201");
         let text = config_text(&c);
         let block = |i: usize| {
             text.split(&format!("protocol bgp peer{i} {{"))

@@ -481,14 +481,7 @@ mod tests {
 
     #[test]
     fn bfd_and_graceful_restart_lines_follow_each_neighbor() {
-        let c = RouterConfig::new(64502, "192.168.4.202".parse().unwrap())
-            .neighbor(Neighbor::new("192.168.4.11".parse().unwrap(), 64512).bfd(100, 3))
-            .neighbor(Neighbor::new("192.168.4.12".parse().unwrap(), 64512).graceful_restart())
-            .neighbor(
-                Neighbor::new("192.168.4.13".parse().unwrap(), 64512)
-                    .bfd(100, 3)
-                    .graceful_restart(),
-            );
+        let c = crate::routers::tests::bfd_and_graceful_restart_config(64502, "192.168.4.202");
         let text = config_text(&c, "x");
         // (rule, line, wanted)
         let cases = [

@@ -497,6 +497,16 @@ fn with_logs(e: LabError, router: &dyn Router) -> LabError {
 mod tests {
     use super::*;
 
+    /// The router config the drivers' BFD and graceful-restart tests render:
+    /// three neighbours, with BFD (100 ms x 3), with graceful restart, and with both.
+    pub(crate) fn bfd_and_graceful_restart_config(asn: u32, router_id: &str) -> RouterConfig {
+        let neighbor = |address: &str| Neighbor::new(address.parse().unwrap(), 64512);
+        RouterConfig::new(asn, router_id.parse().unwrap())
+            .neighbor(neighbor("192.168.4.11").bfd(100, 3))
+            .neighbor(neighbor("192.168.4.12").graceful_restart())
+            .neighbor(neighbor("192.168.4.13").bfd(100, 3).graceful_restart())
+    }
+
     #[test]
     fn route_takes_best_path_attributes_and_all_next_hops() {
         let path = |nh: &str, best: bool, lp: u32| Path {

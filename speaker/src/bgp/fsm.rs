@@ -310,49 +310,40 @@ impl Fsm {
     }
 
     fn stop(&mut self, subcode: u8) -> Vec<Action> {
-        self.stopped = true;
-        let mut actions = Vec::new();
-        match self.state {
-            State::Idle => actions.push(Action::StopTimer(Timer::ConnectRetry)),
-            State::Connect => actions.push(Action::Close),
-            State::OpenSent | State::OpenConfirm | State::Established => {
-                let cease = Notification::cease(subcode);
-                actions.push(Action::Send(MessageType::Notification, cease.encode()));
-                actions.push(Action::Close);
-                actions.push(Action::StopTimer(Timer::Hold));
-                actions.push(Action::StopTimer(Timer::Keepalive));
-                actions.push(Action::Down(DownReason::Stopped));
-            }
-        }
-        self.state = State::Idle;
-        self.sent.clear();
-        self.context = None;
-        self.negotiated = None;
-        actions
+        let cease = Notification::cease(subcode);
+        self.end(
+            vec![Action::Send(MessageType::Notification, cease.encode())],
+            DownReason::Stopped,
+        )
     }
 
     /// Graceful restart's shutdown: the connection closes without a
     /// NOTIFICATION, so that the router keeps forwarding on our routes.
     fn close_for_restart(&mut self) -> Vec<Action> {
+        self.end(Vec::new(), DownReason::GracefulRestart)
+    }
+
+    /// Ends the session for good (no reconnect): a connected one sends
+    /// `first` (a NOTIFICATION, or nothing) and is dropped for `reason`.
+    fn end(&mut self, first: Vec<Action>, reason: DownReason) -> Vec<Action> {
         self.stopped = true;
-        let mut actions = Vec::new();
-        match self.state {
-            State::Idle => actions.push(Action::StopTimer(Timer::ConnectRetry)),
-            State::Connect => actions.push(Action::Close),
+        let actions = match self.state {
+            State::Idle => vec![Action::StopTimer(Timer::ConnectRetry)],
+            State::Connect => vec![Action::Close],
             State::OpenSent | State::OpenConfirm | State::Established => {
-                actions.extend([
-                    Action::Close,
-                    Action::StopTimer(Timer::Hold),
-                    Action::StopTimer(Timer::Keepalive),
-                    Action::Down(DownReason::GracefulRestart),
-                ]);
+                return self.drop_connection(first, reason);
             }
-        }
+        };
+        self.reset_to_idle();
+        actions
+    }
+
+    /// Back to Idle, forgetting the connection's state.
+    fn reset_to_idle(&mut self) {
         self.state = State::Idle;
         self.sent.clear();
         self.context = None;
         self.negotiated = None;
-        actions
     }
 
     /// BFD failed: Cease (BFD Down) now if connected, then wait for BFD.
@@ -425,10 +416,7 @@ impl Fsm {
             Action::StopTimer(Timer::Keepalive),
             Action::Down(reason),
         ]);
-        self.state = State::Idle;
-        self.sent.clear();
-        self.context = None;
-        self.negotiated = None;
+        self.reset_to_idle();
         if !self.stopped {
             actions.push(Action::StartTimer(
                 Timer::ConnectRetry,

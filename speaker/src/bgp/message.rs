@@ -742,6 +742,17 @@ mod tests {
             }
         );
         // And zettabgp's own decoder reads the same OPEN.
+        let theirs = zettabgp_open(&frame.body);
+        assert_eq!(theirs.as_num, u32::from(AS_TRANS));
+        assert!(
+            theirs
+                .caps
+                .contains(&BgpCapability::CapASN32(4_200_000_001))
+        );
+    }
+
+    /// What zettabgp's own decoder makes of an OPEN body.
+    fn zettabgp_open(body: &[u8]) -> zettabgp::prelude::BgpOpenMessage {
         let params = BgpSessionParams::new(
             1,
             90,
@@ -750,13 +761,8 @@ mod tests {
             vec![],
         );
         let mut theirs = zettabgp::prelude::BgpOpenMessage::new();
-        theirs.decode_from(&params, &frame.body).unwrap();
-        assert_eq!(theirs.as_num, u32::from(AS_TRANS));
-        assert!(
-            theirs
-                .caps
-                .contains(&BgpCapability::CapASN32(4_200_000_001))
-        );
+        theirs.decode_from(&params, body).unwrap();
+        theirs
     }
 
     #[test]
@@ -775,15 +781,7 @@ mod tests {
             panic!("not an OPEN");
         };
         assert_eq!(open.capabilities.graceful_restart, Some(120));
-        let params = BgpSessionParams::new(
-            1,
-            90,
-            BgpTransportMode::IPv4,
-            Ipv4Addr::new(1, 1, 1, 1),
-            vec![],
-        );
-        let mut theirs = zettabgp::prelude::BgpOpenMessage::new();
-        theirs.decode_from(&params, &frame.body).unwrap();
+        let theirs = zettabgp_open(&frame.body);
         let gr = theirs
             .caps
             .iter()

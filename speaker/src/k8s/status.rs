@@ -159,27 +159,35 @@ impl Writer {
                 .next_release(now.into_std())
                 .map(Instant::from_std)
                 .unwrap_or(now + RECHECK);
-            tokio::select! {
+            // A plan is made again only when something changed (or on the
+            // recheck, which retries failed writes), not each time the rate
+            // limit lets the next queued write go.
+            let dirty = tokio::select! {
                 changed = input.changed() => {
                     if changed.is_err() {
                         return; // the daemon is stopping
                     }
+                    true
                 }
                 Some(()) = self.changed.recv() => {
                     while self.changed.try_recv().is_ok() {}
+                    true
                 }
                 _ = recheck.tick() => {
                     let current = input.borrow().live.clone();
                     self.janitor(&current).await;
+                    true
                 }
-                () = tokio::time::sleep_until(wake) => {}
-            }
+                () = tokio::time::sleep_until(wake) => false,
+            };
             let current = input.borrow().clone();
             if current.live != live {
                 live = current.live.clone();
                 self.janitor(&live).await;
             }
-            self.replan(&current);
+            if dirty {
+                self.replan(&current);
+            }
             self.release(&current).await;
         }
     }
@@ -306,11 +314,7 @@ impl Writer {
     }
 
     fn api(&self, kind: StatusKind, namespace: &str) -> Api<DynamicObject> {
-        let resource = match kind {
-            StatusKind::Layer2 => ApiResource::erase::<ServiceL2Status>(&()),
-            StatusKind::Bgp => ApiResource::erase::<ServiceBgpStatus>(&()),
-        };
-        Api::namespaced_with(self.client.clone(), namespace, &resource)
+        Api::namespaced_with(self.client.clone(), namespace, &resource(kind))
     }
 
     async fn perform(&self, w: &Write, input: &StatusInput) -> Result<(), kube::Error> {
@@ -429,6 +433,14 @@ fn labels(service: &ServiceKey, node: &str) -> BTreeMap<String, String> {
     ])
 }
 
+/// The API resource of a kind.
+fn resource(kind: StatusKind) -> ApiResource {
+    match kind {
+        StatusKind::Layer2 => ApiResource::erase::<ServiceL2Status>(&()),
+        StatusKind::Bgp => ApiResource::erase::<ServiceBgpStatus>(&()),
+    }
+}
+
 /// A new object (without status: the status subresource ignores it on create).
 fn new_object(
     kind: StatusKind,
@@ -437,11 +449,7 @@ fn new_object(
     node: &str,
     uid: &str,
 ) -> DynamicObject {
-    let resource = match kind {
-        StatusKind::Layer2 => ApiResource::erase::<ServiceL2Status>(&()),
-        StatusKind::Bgp => ApiResource::erase::<ServiceBgpStatus>(&()),
-    };
-    let mut object = DynamicObject::new(name, &resource).within(&service.namespace);
+    let mut object = DynamicObject::new(name, &resource(kind)).within(&service.namespace);
     object.metadata.labels = Some(labels(service, node));
     // Owned by the Service: deleting it deletes its status objects.
     object.metadata.owner_references = Some(vec![OwnerReference {
